@@ -137,7 +137,7 @@ class Preset:
         from posecore.config import ExperimentConfig
 
         config = self.config
-        if isinstance(config, str) or (callable(config) and not isinstance(config, ExperimentConfig)):
+        if isinstance(config, str) or callable(config):
             config = resolve_reference(config)()
         if not isinstance(config, ExperimentConfig):
             raise PluginError(

@@ -160,7 +160,7 @@ def posecore_presets() -> Sequence[Preset]:
 @hookspec
 def posecore_converters() -> Sequence[Converter]:
     """Declare checkpoint converters (:class:`~posecore.Converter`) from a foreign key layout into
-    posecore's, used by ``posecore convert`` and when a checkpoint is loaded.
+    posecore's, used by ``posecore convert``.
 
     Since API 1.
     """

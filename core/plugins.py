@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from importlib import metadata
 from typing import Any, Literal
 
@@ -29,7 +29,7 @@ import pluggy
 from posecore import hookspecs
 from posecore.components import Preset
 from posecore.errors import PluginError, did_you_mean
-from posecore.registry import Registries
+from posecore.registry import OFFICIAL_PLUGINS, Registries
 
 __all__ = [
     "BUILTIN_PLUGIN",
@@ -150,7 +150,7 @@ class PluginHost:
         """The record of a loaded plugin, or a clear error saying why it is not available."""
         record = self.records.get(name)
         if record is None:
-            hint = f" pip install 'posecore[{name}]'" if name in _official() else ""
+            hint = f" pip install 'posecore[{name}]'" if name in OFFICIAL_PLUGINS else ""
             raise PluginError(
                 f"no plugin named {name!r} is installed{did_you_mean(name, self.records)}.{hint} "
                 f"Installed: {', '.join(self.records) or 'none'}"
@@ -214,12 +214,6 @@ def _check_api_version(plugin: object, name: str) -> None:
             f"plugin {name!r} was written for plugin API {api}, which this posecore no longer "
             f"supports (oldest supported: {oldest}); upgrade the plugin"
         )
-
-
-def _official() -> Sequence[str]:
-    from posecore.registry import OFFICIAL_PLUGINS
-
-    return OFFICIAL_PLUGINS
 
 
 def _env_flag(name: str) -> bool:

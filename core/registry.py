@@ -10,6 +10,7 @@ missing argument, wrong type), structures each value to the annotated type with 
 from __future__ import annotations
 
 import inspect
+import types
 import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -41,7 +42,9 @@ D = TypeVar("D", Component, Preset, Converter)
 
 
 def singular(kind: str) -> str:
-    """``"backbones"`` -> ``"backbone"``, for messages."""
+    """``"backbones"`` -> ``"backbone"``, ``"losses"`` -> ``"loss"``, for messages."""
+    if kind.endswith("sses"):
+        return kind[:-2]
     return kind[:-1] if kind.endswith("s") else kind
 
 
@@ -161,7 +164,7 @@ class ComponentRegistry(Registry[Component]):
 
     def _convert(self, where: str, key: str, value: Any, hint: Any, *, build_nested: bool) -> Any:
         nested = _nested_marker(hint)
-        if nested is not None:
+        if nested is not None and value is not None:
             registry = self._owner[nested.kind]
             many = isinstance(value, (list, tuple))
             specs = [ComponentSpec.parse(v) for v in (value if many else [value])]
@@ -231,8 +234,11 @@ def _type_hints(factory: Callable[..., Any]) -> dict[str, Any]:
 
 
 def _nested_marker(hint: Any) -> Nested | None:
+    """The Nested marker of ``Annotated[..., Nested(kind)]``, also inside ``X | None``."""
     if typing.get_origin(hint) is typing.Annotated:
         return next((m for m in hint.__metadata__ if isinstance(m, Nested)), None)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return next(filter(None, map(_nested_marker, typing.get_args(hint))), None)
     return None
 
 

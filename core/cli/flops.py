@@ -13,7 +13,10 @@ def flops_command(args: argparse.Namespace) -> int:
     from posecore.analysis import measure_complexity
 
     host = host_from_args(args)
-    names = args.presets or host.registries.presets.names(selected_plugin(args))
+    plugin = selected_plugin(args)
+    if plugin is not None:
+        host.require(plugin)
+    names = args.presets or host.registries.presets.names(plugin)
     results = {}
     for name in names:
         config = host.registries.presets.get(name).load()

@@ -74,8 +74,6 @@ def _add_command_arguments(name: str, parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """The top-level parser and one sub-parser per command."""
-    from posecore import PLUGIN_API_VERSION
-
     parser = argparse.ArgumentParser(
         prog="posecore",
         description="2D pose estimation with methods as plugins. "
@@ -92,7 +90,6 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         command.set_defaults(handler=handler)
         _add_command_arguments(name, command)
         parsers[name] = command
-    parser.set_defaults(plugin_api=PLUGIN_API_VERSION)
     return parser, parsers
 
 
@@ -100,8 +97,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``posecore`` script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser, parsers = build_parser()
-    args, _ = parser.parse_known_args(argv)
+    command = next((token for token in argv if not token.startswith("-")), None)
     try:
+        if command in EXTENSIBLE:
+            # Load plugins before the full parse so their options are accepted and listed by --help.
+            from posecore.cli.common import host_from_args
+
+            early, _ = _plugin_options().parse_known_args(argv)
+            host_from_args(early).add_cli_arguments(command, parsers[command])
+            args = parser.parse_args(argv)
+            args._host = early._host
+        else:
+            args = parser.parse_args(argv)
         if args.version:
             from posecore.cli.info import version_command
 
@@ -109,16 +116,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return 0
-        if args.command in EXTENSIBLE:
-            from posecore.cli.common import host_from_args
-
-            host_from_args(args).add_cli_arguments(args.command, parsers[args.command])
-        args = parser.parse_args(argv)
         from posecore.components import resolve_reference
 
         return int(resolve_reference(args.handler)(args) or 0)
     except PosecoreError as exc:
-        print(f"posecore {args.command or ''}: error: {exc}".replace("  ", " "), file=sys.stderr)
+        print(f"posecore {command or ''}: error: {exc}".replace("  ", " "), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
