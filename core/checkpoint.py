@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import attrs
 import torch
 
 from posecore.errors import CheckpointError
+from posecore.fileio import atomic_write
 
 __all__ = ["KeyReport", "compare_state_dicts", "extract_state_dict", "load_checkpoint", "save_checkpoint"]
 
@@ -31,13 +31,20 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        if "weights only load failed" in str(exc).lower():
+            lines = str(exc).strip().splitlines()
+            culprit = next((line.strip() for line in lines if "global" in line.lower()), lines[0])
+            raise CheckpointError(
+                f"{path} holds objects that would need code to run to load ({culprit}). "
+                "posecore loads weights only; if the file comes from a framework you trust, "
+                "re-save its state_dict alone, or convert it with 'posecore convert'."
+            ) from exc
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {exc}") from exc
+    except Exception as exc:  # torch raises many types for junk (KeyError, RuntimeError, EOFError)
         raise CheckpointError(
-            f"{path} holds objects that would need code to run to load ({exc}). posecore loads "
-            "weights only; if the file comes from a framework you trust, convert it with "
-            "'posecore convert' or re-save its state_dict alone."
+            f"{path} is not a readable PyTorch checkpoint (truncated, corrupt or another format): "
+            f"{type(exc).__name__}: {exc}"
         ) from exc
-    except (RuntimeError, EOFError) as exc:
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {exc}") from exc
 
 
 def extract_state_dict(checkpoint: Any, *, source: str = "checkpoint") -> dict[str, torch.Tensor]:
@@ -54,17 +61,7 @@ def extract_state_dict(checkpoint: Any, *, source: str = "checkpoint") -> dict[s
 
 def save_checkpoint(obj: Any, path: str | os.PathLike[str]) -> Path:
     """``torch.save`` to a temporary file beside ``path``, then rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 @attrs.frozen

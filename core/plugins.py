@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Iterable
 from importlib import metadata
 from typing import Any, Literal
@@ -100,17 +101,20 @@ class PluginHost:
         try:
             _check_api_version(plugin, name)
             self.pm.register(plugin, name=name)
-        except Exception as exc:
-            return self.report_failure(record, exc)
-        try:
             self._check_hook_names(plugin, name)
             self._collect(name)
         except Exception as exc:
-            self.registries.remove_provider(name)
-            self.pm.unregister(name=name)
+            self._withdraw(name)
             return self.report_failure(record, exc)
         record.components = self.registries.provided_by(name)
         return record
+
+    def _withdraw(self, name: str) -> None:
+        """Remove every trace of a plugin: its components and its hook implementations (pluggy
+        keeps the hooks it registered before a validation error, so unregister explicitly)."""
+        self.registries.remove_provider(name)
+        if self.pm.get_plugin(name) is not None:
+            self.pm.unregister(name=name)
 
     def record_skipped(self, name: str, status: Status, reason: str, *, distribution: str | None = None,
                        version: str | None = None) -> None:
@@ -160,8 +164,22 @@ class PluginHost:
         return record
 
     def add_cli_arguments(self, command: str, parser: argparse.ArgumentParser) -> None:
-        """Let loaded plugins add options to ``command``'s parser."""
-        self.pm.hook.posecore_cli_arguments(command=command, parser=parser)
+        """Let loaded plugins add options to ``command``'s parser.
+
+        Each plugin's hook is called on its own: one that raises is reported and withdrawn
+        (or, when strict, raises :class:`PluginError`) and the command goes on without it.
+        """
+        for impl in self.pm.hook.posecore_cli_arguments.get_hookimpls():
+            available = {"command": command, "parser": parser}
+            try:
+                impl.function(**{arg: available[arg] for arg in impl.argnames})
+            except Exception as exc:
+                error = PluginError(f"hook posecore_cli_arguments raised {type(exc).__name__}: {exc}")
+                if self.strict:
+                    raise error from exc
+                self._withdraw(impl.plugin_name)
+                self.report_failure(self.records[impl.plugin_name], error)
+                print(f"posecore: plugin {impl.plugin_name!r} disabled: {error}", file=sys.stderr)
 
     # -- internals ---------------------------------------------------------------------------
     def _check_hook_names(self, plugin: object, name: str) -> None:
@@ -187,7 +205,10 @@ class PluginHost:
                         f"hook {hook_name} must return a list of declarations; got {type(declared).__name__}"
                     )
                 for declaration in declared:
-                    self.registries[kind].add(declaration, name)
+                    try:
+                        self.registries[kind].add(declaration, name)
+                    except PluginError as exc:
+                        raise PluginError(f"hook {hook_name}: {exc}") from None
         presets = self.registries.presets
         defaults = [n for n in presets.names(name) if presets.get(n).default]
         if len(defaults) > 1:

@@ -171,7 +171,7 @@ class ComponentRegistry(Registry[Component]):
             for spec in specs:
                 try:
                     registry.validate(spec)
-                except ConfigError as exc:
+                except (ConfigError, UnknownComponentError) as exc:
                     raise ConfigError(f"{where}, argument {key!r}: {exc}") from None
             if not build_nested:
                 return value

@@ -134,7 +134,7 @@ def test_truncated_file(tmp_path: Path, keep: float) -> None:
     with pytest.raises(CheckpointError) as info:
         load_checkpoint(truncated)
     message = str(info.value)
-    assert message.startswith(f"{truncated} is not a readable PyTorch checkpoint (truncated or corrupt?)")
+    assert message.startswith(f"{truncated} is not a readable PyTorch checkpoint (truncated, corrupt")
 
 
 def test_file_that_is_not_a_checkpoint(tmp_path: Path) -> None:

@@ -11,11 +11,11 @@ import platform
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import attrs
 import pytest
+import tomllib
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]

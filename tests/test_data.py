@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import warnings
 from pathlib import Path
@@ -402,7 +401,7 @@ def test_collate_real_samples() -> None:
     assert batch["id"].tolist() == [s["id"] for s in samples]
     assert batch["dataset_index"].tolist() == [0, 0, 0]
     # Images of different sizes cannot be stacked: kept as the list of arrays.
-    assert isinstance(batch["image"], list) and all(a is s["image"] for a, s in zip(batch["image"], samples))
+    assert isinstance(batch["image"], list) and all(a is s["image"] for a, s in zip(batch["image"], samples, strict=True))
     assert batch["meta"] == [dataset.meta] * 3
     assert batch["image_path"] == [s["image_path"] for s in samples]
 

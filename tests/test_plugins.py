@@ -9,11 +9,11 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-import tomllib
 from importlib import metadata
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from posecore.errors import ConfigError, PluginError, UnknownComponentError
 from posecore.hookspecs import MIN_PLUGIN_API_VERSION, PLUGIN_API_VERSION

@@ -47,6 +47,11 @@ def make_model(head: Annotated[Head, Nested("heads")], name: str = "model") -> d
     return {"head": head, "name": name}
 
 
+def make_optional(backbone: Annotated[Block, Nested("backbones")] | None = None, scale: float = 1.0) -> dict[str, Any]:
+    CALLS.append("optional")
+    return {"backbone": backbone, "scale": scale}
+
+
 def make_open(scale: float = 1.0, **extra: Any) -> dict[str, Any]:
     return {"scale": scale, **extra}
 
@@ -78,6 +83,7 @@ def registries() -> Registries:
     reg.models.add(Component("fusion", make_fusion), "plug-b")
     reg.models.add(Component("model", make_model), "plug-b")
     reg.models.add(Component("open", make_open), "plug-b")
+    reg.models.add(Component("optional", make_optional), "plug-b")
     reg.datasets.add(Component("toy", make_toy_dataset, example=toy_dataset_example), "plug-b")
     reg.metrics.add(Component("pck", make_metric), "plug-a")
     return reg
@@ -212,6 +218,15 @@ def test_unknown_nested_component_names_the_outer_component_and_argument(registr
     assert "head 'head', argument 'backbone'" in message
 
 
+def test_optional_nested_component(registries: Registries) -> None:
+    assert registries.models.build("optional") == {"backbone": None, "scale": 1.0}
+    assert registries.models.build({"type": "optional", "backbone": None})["backbone"] is None
+    built = registries.models.build({"type": "optional", "backbone": {"type": "block", "depth": "6"}})
+    assert isinstance(built["backbone"], Block) and built["backbone"].depth == 6
+    with pytest.raises(ConfigError, match=r"^model 'optional', argument 'backbone': backbone 'block' needs argument\(s\) depth"):
+        registries.models.validate({"type": "optional", "backbone": "block"})
+
+
 def test_validate_does_not_build(registries: Registries) -> None:
     registries.models.validate({"type": "model", "head": {"type": "head", "backbone": {"type": "block", "depth": 1}}})
     registries.models.validate({"type": "fusion", "parts": [{"type": "block", "depth": 1}]})
@@ -243,7 +258,7 @@ def test_remove_provider_withdraws_its_entries_everywhere(registries: Registries
     assert registries.provided_by("plug-a") == {}
     assert "block" not in registries.backbones and len(registries.backbones) == 0
     assert "p-one" not in registries.presets
-    assert registries.models.names() == ["fusion", "model", "open"]
+    assert registries.models.names() == ["fusion", "model", "open", "optional"]
     assert registries.converters.names("plug-b") == ["c-one"]
     with pytest.raises(UnknownComponentError, match="unknown backbone 'block'"):
         registries.backbones.build({"type": "block", "depth": 1})

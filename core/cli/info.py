@@ -140,11 +140,13 @@ def _accelerate_config_path() -> Any:
 
 
 def doctor_command(args: argparse.Namespace) -> int:
+    """Exit status 1 when any plugin is broken, so scripts can gate on it."""
     host = host_from_args(args)
     document = doctor_document(host)
+    broken = sum(plugin["status"] == "error" for plugin in document["plugins"].values())
     if args.json:
         print_json(document)
-        return 0
+        return 1 if broken else 0
     t = document["torch"]
     print(f"python        {document['python']} on {document['platform']}")
     print(f"torch         {t['version']} (CUDA build {t['cuda_build'] or 'none'}), {t['cpu_threads']} CPU threads")
@@ -159,9 +161,7 @@ def doctor_command(args: argparse.Namespace) -> int:
     print("packages      " + ", ".join(f"{n} {v}" for n, v in document["packages"].items() if v))
     if missing:
         print(f"  not installed: {', '.join(missing)}")
-    broken = 0
     for name, plugin in document["plugins"].items():
-        broken += plugin["status"] == "error"
         detail = f": {plugin['error']}" if plugin["error"] else ""
         print(f"plugin        {name} {plugin['version'] or ''} [{plugin['status']}]{detail}")
     print("verdict       " + ("all good" if not broken else f"{broken} broken plugin(s), see above"))

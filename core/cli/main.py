@@ -120,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return int(resolve_reference(args.handler)(args) or 0)
     except PosecoreError as exc:
-        print(f"posecore {command or ''}: error: {exc}".replace("  ", " "), file=sys.stderr)
+        print(f"{' '.join(filter(None, ('posecore', command)))}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -10,6 +10,7 @@ import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn
 
+from posecore.config.experiment import MixedPrecision
 from posecore.config.spec import ComponentSpec
 from posecore.errors import ConfigError, did_you_mean
 
@@ -34,7 +35,49 @@ def config_converter() -> cattrs.Converter:
     converter.register_structure_hook_factory(
         lambda cls: attrs.has(cls) and cls is not ComponentSpec, structure_attrs
     )
+    converter.register_structure_hook(bool, _structure_bool)
+    converter.register_structure_hook(int, _structure_int)
+    converter.register_structure_hook_func(lambda t: t == MixedPrecision, _structure_mixed_precision)
     return converter
+
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+def _structure_bool(value: Any, _: type) -> bool:
+    """Booleans, 0/1, and the words YAML and shells use; ``bool("false")`` would be True."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueError(f"expected true or false; got {value!r}")
+
+
+def _structure_int(value: Any, _: type) -> int:
+    """Integers, and floats or strings holding a whole number; never truncates 1.5 to 1."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected an integer; got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    raise ValueError(f"expected an integer; got {value!r}")
+
+
+def _structure_mixed_precision(value: Any, type_: Any) -> str:
+    # YAML 1.1 reads a bare ``no`` as False; it means the "no" mode here.
+    value = "no" if value is False else value
+    if value not in get_args(type_):
+        raise ValueError(f"must be one of {', '.join(map(repr, get_args(type_)))}; got {value!r}")
+    return value
 
 
 def unstructure(obj: Any) -> Any:
@@ -78,7 +121,7 @@ def _format(exc: BaseException, type_: Any) -> str:
         return "required key is missing"
     if get_origin(type_) is Literal:
         return f"must be one of {', '.join(repr(a) for a in get_args(type_))}"
-    if type_ is None or attrs.has(type_):
+    if type_ is None or attrs.has(type_) or type_ in (int, bool, MixedPrecision):
         # Raised by an attrs validator while building the class: its message already names
         # the field and the allowed values.
         return str(exc)

@@ -81,6 +81,8 @@ def _set(data: MutableMapping[str, Any], path: list[str], value: Any, cls: type 
 
 def _index(node: list[Any], key: str, where: str, text: str) -> Any:
     try:
+        if int(key) < 0:
+            raise IndexError(key)
         return node[int(key)]
     except (ValueError, IndexError):
         raise ConfigError(

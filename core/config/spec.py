@@ -18,11 +18,13 @@ __all__ = ["ComponentSpec"]
 
 
 def _freeze_args(value: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Keep arguments in their YAML form (nested specs as mappings, sequences as lists), so that a
+    spec written to a file and read back is equal to the original."""
     if value is None:
         return {}
     if not isinstance(value, Mapping):
         raise TypeError(f"ComponentSpec.args must be a mapping; got {type(value).__name__}")
-    return dict(value)
+    return {key: _plain(item) for key, item in value.items()}
 
 
 @attrs.frozen(eq=True, hash=False)
@@ -56,7 +58,7 @@ class ComponentSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """The YAML form: ``{"type": ..., **args}`` with nested specs expanded."""
-        return {"type": self.type, **{k: _plain(v) for k, v in self.args.items()}}
+        return {"type": self.type, **self.args}
 
     def with_args(self, **changes: Any) -> ComponentSpec:
         """A copy with some arguments replaced."""

@@ -70,6 +70,11 @@ class CocoStyleDataset(Dataset):
             if ann["image_id"] not in images:
                 raise ConfigError(f"{self.ann_file}: annotation id {ann.get('id')} names unknown image_id {ann['image_id']}")
             raw = raw.reshape(k, 3)
+            if len(ann["bbox"]) != 4:
+                raise ConfigError(
+                    f"{self.ann_file}: annotation id {ann.get('id')} (image {ann['image_id']}): bbox must be "
+                    f"[x, y, width, height]; got {ann['bbox']}"
+                )
             x, y, w, h = (float(v) for v in ann["bbox"])
             if w <= 0 or h <= 0:
                 skipped["box of zero area"] += 1

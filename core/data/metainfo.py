@@ -61,6 +61,12 @@ class DatasetMeta:
                 raise ValueError(f"DatasetMeta {self.name!r}: {field} has {len(value)} entries, expected {k}")
         if self.flip_indices and sorted(self.flip_indices) != list(range(k)):
             raise ValueError(f"DatasetMeta {self.name!r}: flip_indices must be a permutation of 0..{k - 1}")
+        unpaired = [i for i, j in enumerate(self.flip_indices) if self.flip_indices[j] != i]
+        if unpaired:
+            raise ValueError(
+                f"DatasetMeta {self.name!r}: flip_indices must pair keypoints (flipping twice is the "
+                f"identity); keypoints {unpaired} are not"
+            )
         bad = [pair for pair in self.skeleton if not all(0 <= i < k for i in pair)]
         if bad:
             raise ValueError(
@@ -73,6 +79,8 @@ class DatasetMeta:
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "metainfo") -> DatasetMeta:
         """Read posecore's metainfo mapping (``dataset_name``, ``keypoint_names``, ``skeleton_links``...)."""
+        if not (data.get("dataset_name") or data.get("name")):
+            raise ConfigError(f"{source}: required field 'dataset_name' is missing")
         try:
             return cls(
                 name=data.get("dataset_name") or data["name"],
