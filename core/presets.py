@@ -11,17 +11,17 @@ from posecore.config import (
     TrainConfig,
 )
 
-__all__ = ["simplebaseline_res50_coco"]
-
-_COCO = "data/coco"
+__all__ = ["coco_dataset_spec", "simplebaseline_res50_coco"]
 
 
-def _coco_dataset(split: str) -> dict[str, str]:
+def coco_dataset_spec(split: str, root: str = "data/coco") -> dict[str, str]:
+    """The ``coco_style`` dataset spec for COCO 2017 ``split`` laid out as the COCO download is
+    (``annotations/person_keypoints_<split>2017.json``, ``<split>2017/``), for any preset on COCO."""
     return {
         "type": "coco_style",
-        "ann_file": f"{_COCO}/annotations/person_keypoints_{split}2017.json",
-        "metainfo": f"{_COCO}/metainfo.yaml",
-        "image_root": f"{_COCO}/{split}2017",
+        "ann_file": f"{root}/annotations/person_keypoints_{split}2017.json",
+        "metainfo": f"{root}/metainfo.yaml",
+        "image_root": f"{root}/{split}2017",
     }
 
 
@@ -37,8 +37,8 @@ def simplebaseline_res50_coco() -> ExperimentConfig:
             "input_size": [192, 256],
         },
         data=DataConfig(
-            train=[_coco_dataset("train")],
-            val=[_coco_dataset("val")],
+            train=[coco_dataset_spec("train")],
+            val=[coco_dataset_spec("val")],
             batch_size=64,
             input_size=(192, 256),
         ),

@@ -2,8 +2,7 @@
 
 A preset function takes no arguments and returns an :class:`~posecore.ExperimentConfig`. The
 plugin declares it as ``"posecore_template.presets:template_tiny"``, so it runs only when the
-preset is used. Nested component arguments are written as lists, not tuples, so the config reads
-back from YAML unchanged (the contract checks test that round trip).
+preset is used. COCO dataset specs come from the core's ``coco_dataset_spec`` helper.
 """
 
 from __future__ import annotations
@@ -16,20 +15,11 @@ from posecore.config import (
     ScheduleConfig,
     TrainConfig,
 )
+from posecore.presets import coco_dataset_spec
 
 __all__ = ["template_tiny"]
 
-_COCO = "data/coco"
 _INPUT_SIZE = (192, 256)  # (width, height)
-
-
-def _coco_split(split: str) -> dict[str, str]:
-    return {
-        "type": "coco_style",
-        "ann_file": f"{_COCO}/annotations/person_keypoints_{split}2017.json",
-        "metainfo": f"{_COCO}/metainfo.yaml",
-        "image_root": f"{_COCO}/{split}2017",
-    }
 
 
 def template_tiny() -> ExperimentConfig:
@@ -41,11 +31,11 @@ def template_tiny() -> ExperimentConfig:
             "type": "topdown_heatmap",
             "backbone": {"type": "template_tiny_conv", "width": 16, "num_stages": 3},
             "head": {"type": "template_tiny_heatmap", "in_channels": 64, "num_keypoints": 17, "input_stride": 8},
-            "input_size": list(_INPUT_SIZE),
+            "input_size": _INPUT_SIZE,
         },
         data=DataConfig(
-            train=[_coco_split("train")],
-            val=[_coco_split("val")],
+            train=[coco_dataset_spec("train")],
+            val=[coco_dataset_spec("val")],
             batch_size=64,
             input_size=_INPUT_SIZE,
         ),
