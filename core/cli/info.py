@@ -69,6 +69,8 @@ def _print_components(console: Any, host: PluginHost, document: dict[str, Any]) 
         if entry["status"] != "ok":
             continue
         console.print(f"\n[bold]{entry['name']}[/]")
+        if not entry["components"]:
+            console.print("  registers no components yet")
         for kind, names in entry["components"].items():
             if kind == "presets":
                 continue
