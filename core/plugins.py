@@ -170,9 +170,8 @@ class PluginHost:
         (or, when strict, raises :class:`PluginError`) and the command goes on without it.
         """
         for impl in self.pm.hook.posecore_cli_arguments.get_hookimpls():
-            available = {"command": command, "parser": parser}
             try:
-                impl.function(**{arg: available[arg] for arg in impl.argnames})
+                _call_impl(impl, command=command, parser=parser)
             except Exception as exc:
                 error = PluginError(f"hook posecore_cli_arguments raised {type(exc).__name__}: {exc}")
                 if self.strict:
@@ -197,7 +196,7 @@ class PluginHost:
                 if impl.plugin_name != name:
                     continue
                 try:
-                    declared = impl.function()
+                    declared = _call_impl(impl)
                 except Exception as exc:
                     raise PluginError(f"hook {hook_name} raised {type(exc).__name__}: {exc}") from exc
                 if not isinstance(declared, (list, tuple)):
@@ -213,6 +212,12 @@ class PluginHost:
         defaults = [n for n in presets.names(name) if presets.get(n).default]
         if len(defaults) > 1:
             raise PluginError(f"plugin {name!r} marks several presets as default: {', '.join(defaults)}")
+
+
+def _call_impl(impl: pluggy.HookImpl, **available: Any) -> Any:
+    """Call one plugin's implementation with the spec arguments it declares (pluggy's rule: an
+    implementation may accept fewer arguments than the spec, so hooks can gain arguments)."""
+    return impl.function(**{arg: available[arg] for arg in impl.argnames})
 
 
 def _check_api_version(plugin: object, name: str) -> None:

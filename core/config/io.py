@@ -41,7 +41,7 @@ def load_config(path: str | os.PathLike[str]) -> ExperimentConfig:
 
 def save_config(config: ExperimentConfig, path: str | os.PathLike[str]) -> Path:
     """Write the config as YAML, atomically (no half-written file is ever left behind)."""
-    return atomic_write_text(Path(path), dump_config(config))
+    return atomic_write_text(path, dump_config(config))
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:

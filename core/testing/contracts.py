@@ -71,9 +71,10 @@ def check_dataset(registries: Registries, name: str, workdir: Path) -> None:
     assert len(dataset) > 0, f"dataset {name!r}: example is empty"
     meta = getattr(dataset, "meta", None)
     assert meta is not None, f"dataset {name!r} needs a meta attribute (DatasetMeta)"
-    samples = [dataset[0], dataset[len(dataset) - 1]]
-    for index, sample in zip((0, len(dataset) - 1), samples, strict=False):
-        check_sample(sample, meta.num_keypoints, where=f"dataset {name!r} sample {index}")
+    samples = []
+    for index in (0, len(dataset) - 1):
+        samples.append(dataset[index])
+        check_sample(samples[-1], meta.num_keypoints, where=f"dataset {name!r} sample {index}")
     batch = collate_samples(samples)
     assert tuple(batch["keypoints"].shape) == (2, meta.num_keypoints, 2)
 
