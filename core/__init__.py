@@ -13,6 +13,7 @@ from posecore.config import ComponentSpec, ExperimentConfig
 from posecore.errors import (
     CheckpointError,
     ConfigError,
+    DataError,
     PluginError,
     PosecoreError,
     UnknownComponentError,
@@ -26,6 +27,7 @@ __all__ = [
     "ComponentSpec",
     "ConfigError",
     "Converter",
+    "DataError",
     "ExperimentConfig",
     "Nested",
     "PluginError",

@@ -50,14 +50,30 @@ def posecore_losses() -> list[Component]:
 
 @hookimpl
 def posecore_datasets() -> list[Component]:
-    return [
-        Component(
-            "coco_style",
-            "posecore.data.coco_style:CocoStyleDataset",
-            "any COCO keypoint json plus a metainfo JSON/YAML file",
-            example="posecore.data.coco_style:write_example",
-        )
-    ]
+    from posecore.data.catalog import DATASETS
+
+    return DATASETS
+
+
+@hookimpl
+def posecore_transforms() -> list[Component]:
+    from posecore.data.catalog import TRANSFORMS
+
+    return TRANSFORMS
+
+
+@hookimpl
+def posecore_codecs() -> list[Component]:
+    from posecore.codecs.catalog import CODECS
+
+    return CODECS
+
+
+@hookimpl
+def posecore_metrics() -> list[Component]:
+    from posecore.metrics.catalog import METRICS
+
+    return METRICS
 
 
 @hookimpl

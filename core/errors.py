@@ -13,6 +13,7 @@ from collections.abc import Iterable
 __all__ = [
     "CheckpointError",
     "ConfigError",
+    "DataError",
     "PluginError",
     "PosecoreError",
     "UnknownComponentError",
@@ -26,6 +27,10 @@ class PosecoreError(Exception):
 
 class ConfigError(PosecoreError, ValueError):
     """A configuration value, key or file is invalid."""
+
+
+class DataError(PosecoreError, ValueError):
+    """A dataset file, image or annotation is missing, corrupt or inconsistent."""
 
 
 class PluginError(PosecoreError):

@@ -15,12 +15,11 @@ __all__ = ["coco_dataset_spec", "simplebaseline_res50_coco"]
 
 
 def coco_dataset_spec(split: str, root: str = "data/coco") -> dict[str, str]:
-    """The ``coco_style`` dataset spec for COCO 2017 ``split`` laid out as the COCO download is
+    """The ``coco`` dataset spec for COCO 2017 ``split`` laid out as the COCO download is
     (``annotations/person_keypoints_<split>2017.json``, ``<split>2017/``), for any preset on COCO."""
     return {
-        "type": "coco_style",
+        "type": "coco",
         "ann_file": f"{root}/annotations/person_keypoints_{split}2017.json",
-        "metainfo": f"{root}/metainfo.yaml",
         "image_root": f"{root}/{split}2017",
     }
 

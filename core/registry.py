@@ -27,6 +27,7 @@ __all__ = [
     "COMPONENT_KINDS",
     "ComponentRegistry",
     "OFFICIAL_PLUGINS",
+    "PIPELINE_CONTEXT",
     "Registries",
     "Registry",
     "singular",
@@ -126,10 +127,15 @@ class ComponentRegistry(Registry[Component]):
         kwargs = self._bind(spec.type, factory, {**spec.args, **overrides}, build_nested=True)
         return factory(**kwargs)
 
-    def validate(self, spec: ComponentSpec | Mapping[str, Any] | str) -> None:
-        """Check a spec (and its nested specs) against the factories without building anything."""
+    def validate(self, spec: ComponentSpec | Mapping[str, Any] | str, provided: Sequence[str] = ()) -> None:
+        """Check a spec (and its nested specs) against the factories without building anything.
+
+        ``provided`` names arguments the caller will pass at build time (a pipeline's codec), so
+        a spec need not set them.
+        """
         spec = ComponentSpec.parse(spec)
-        self._bind(spec.type, self.get(spec.type).resolve(), dict(spec.args), build_nested=False)
+        factory = self.get(spec.type).resolve()
+        self._bind(spec.type, factory, dict(spec.args), build_nested=False, provided=provided)
 
     def build_example(self, name: str, workdir: Path) -> Any:
         """Build ``name`` from its declared small example (for contract checks).
@@ -141,7 +147,8 @@ class ComponentRegistry(Registry[Component]):
         example.pop("input_size", None)
         return self.build(ComponentSpec(name, example))
 
-    def _bind(self, name: str, factory: Callable[..., Any], args: dict[str, Any], *, build_nested: bool) -> dict[str, Any]:
+    def _bind(self, name: str, factory: Callable[..., Any], args: dict[str, Any], *, build_nested: bool,
+              provided: Sequence[str] = ()) -> dict[str, Any]:
         where = f"{singular(self.kind)} {name!r}"
         signature = inspect.signature(factory)
         params = signature.parameters
@@ -153,7 +160,9 @@ class ComponentRegistry(Registry[Component]):
                     f"{where} has no argument {key!r}{did_you_mean(key, accepted)}; "
                     f"it accepts: {', '.join(accepted) or 'no arguments'}"
                 )
-        missing = [n for n in accepted if params[n].default is inspect.Parameter.empty and n not in args]
+        missing = [
+            n for n in accepted if params[n].default is inspect.Parameter.empty and n not in args and n not in provided
+        ]
         if missing:
             raise ConfigError(f"{where} needs argument(s) {', '.join(missing)}; add them to its config")
         hints = _type_hints(factory)
@@ -253,6 +262,10 @@ def _first_line(exc: BaseException) -> str:
     return str(exc).splitlines()[0]
 
 
+#: Arguments the engine gives to every transform that takes them (see posecore.data.pipeline).
+PIPELINE_CONTEXT = ("codec", "input_size", "use_udp")
+
+
 def validate_config(config: Any, registries: Registries) -> None:
     """Check every component spec of an ExperimentConfig against the loaded factories.
 
@@ -264,9 +277,11 @@ def validate_config(config: Any, registries: Registries) -> None:
     for split in ("train", "val", "test"):
         sections += [(f"data.{split}[{i}]", "datasets", s) for i, s in enumerate(getattr(config.data, split))]
     sections += [(f"eval.metrics[{i}]", "metrics", s) for i, s in enumerate(config.eval.metrics)]
+    for split in ("train_pipeline", "test_pipeline"):
+        sections += [(f"data.{split}[{i}]", "transforms", s) for i, s in enumerate(getattr(config.data, split))]
     for where, kind, spec in sections:
         try:
-            registries[kind].validate(spec)
+            registries[kind].validate(spec, provided=PIPELINE_CONTEXT if kind == "transforms" else ())
         except (ConfigError, UnknownComponentError) as exc:
             needs = f" (this config uses plugins: {', '.join(config.plugins)})" if config.plugins else ""
             raise ConfigError(f"config {config.name!r}, {where}: {exc}{needs}") from None

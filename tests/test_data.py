@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from posecore.data import DatasetMeta, check_sample, collate_samples, load_metainfo
-from posecore.data.coco_style import CocoStyleDataset
-from posecore.errors import ConfigError
+from posecore.data.coco import CocoKeypointDataset
+from posecore.errors import ConfigError, DataError
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 METAINFO = SHARED / "metainfo"
@@ -30,10 +30,10 @@ def _metainfo_files_with_keypoints() -> list[Path]:
     return [p for p in sorted(METAINFO.glob("*.json")) if "keypoint_names" in json.loads(p.read_text(encoding="utf-8"))]
 
 
-def _load_quietly(ann_file: Path | str, metainfo: Path | str, **kwargs: Any) -> CocoStyleDataset:
+def _load_quietly(ann_file: Path | str, metainfo: Path | str, **kwargs: Any) -> CocoKeypointDataset:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return CocoStyleDataset(str(ann_file), str(metainfo), **kwargs)
+        return CocoKeypointDataset(str(ann_file), str(metainfo), **kwargs)
 
 
 def _write_json(path: Path, data: Any) -> Path:
@@ -178,7 +178,7 @@ def test_metainfo_file_errors(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# CocoStyleDataset on the shared samples
+# CocoKeypointDataset on the shared samples
 
 
 @pytest.mark.parametrize(
@@ -189,7 +189,7 @@ def test_metainfo_file_errors(tmp_path: Path) -> None:
 def test_topdown_instance_counts_and_one_warning(ann_file: Path, metainfo: Path, count: int, skipped: int) -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        dataset = CocoStyleDataset(str(ann_file), str(metainfo))
+        dataset = CocoKeypointDataset(str(ann_file), str(metainfo))
     assert len(dataset) == count
     assert len(caught) == 1, [str(w.message) for w in caught]
     message = str(caught[0].message)
@@ -232,8 +232,11 @@ def test_samples_match_the_files(ann_file: Path, metainfo: Path) -> None:
         assert sample["meta"] is dataset.meta
         np.testing.assert_allclose(sample["keypoints"], kpts[:, :2], rtol=0, atol=1e-4)
         np.testing.assert_array_equal(sample["visibility"], (kpts[:, 2] > 0).astype(np.float32))
+        # mmpose 0.x "clean" box: clipped to the image, x2 = x1 + w - 1.
         x, y, w, h = ann["bbox"]
-        np.testing.assert_allclose(sample["bbox"], [x, y, x + w, y + h], rtol=0, atol=1e-3)
+        x1, y1 = max(0, x), max(0, y)
+        x2, y2 = min(image_info["width"] - 1, x1 + w - 1), min(image_info["height"] - 1, y1 + h - 1)
+        np.testing.assert_allclose(sample["bbox"], [x1, y1, x2, y2], rtol=0, atol=1e-3)
         for key in ("keypoints", "visibility", "bbox"):
             assert sample[key].dtype == np.float32, key
     assert sorted(seen) == sorted(expected)
@@ -260,7 +263,7 @@ def test_missing_image_file_names_path_and_id(tmp_path: Path) -> None:
     empty_root = tmp_path / "images"
     empty_root.mkdir()
     dataset = _load_quietly(COCO_JSON, METAINFO / "coco.json", image_root=str(empty_root))
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(DataError) as info:
         dataset[0]
     message = str(info.value)
     assert str(empty_root / "000000000785.jpg") in message
@@ -271,7 +274,7 @@ def test_missing_image_file_names_path_and_id(tmp_path: Path) -> None:
 def test_corrupt_image(tmp_path: Path, content: bytes) -> None:
     (tmp_path / "000000000785.jpg").write_bytes(content)
     dataset = _load_quietly(COCO_JSON, METAINFO / "coco.json", image_root=str(tmp_path))
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(DataError) as info:
         dataset[0]
     message = str(info.value)
     assert str(tmp_path / "000000000785.jpg") in message
@@ -287,16 +290,16 @@ def _coco_variant(tmp_path: Path, change) -> Path:
 
 def test_annotation_missing_keypoints(tmp_path: Path) -> None:
     path = _coco_variant(tmp_path, lambda d: d["annotations"][4].pop("keypoints"))
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(DataError) as info:
         _load_quietly(path, METAINFO / "coco.json")
     message = str(info.value)
     assert str(path) in message
-    assert "annotation #4 (id 460541) lacks field(s) keypoints" in message
+    assert "annotation id 460541 (image 196141) lacks required field(s) 'keypoints'" in message
 
 
 def test_annotation_with_short_bbox_is_reported_clearly(tmp_path: Path) -> None:
     path = _coco_variant(tmp_path, lambda d: d["annotations"][4].update(bbox=[10, 10, 20]))
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(DataError) as info:
         _load_quietly(path, METAINFO / "coco.json")
     message = str(info.value)
     assert str(path) in message
@@ -306,18 +309,18 @@ def test_annotation_with_short_bbox_is_reported_clearly(tmp_path: Path) -> None:
 
 def test_keypoint_count_differs_from_metainfo(tmp_path: Path) -> None:
     path = _coco_variant(tmp_path, lambda d: d["annotations"][2].update(keypoints=d["annotations"][2]["keypoints"][:-3]))
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(DataError) as info:
         _load_quietly(path, METAINFO / "coco.json")
     message = str(info.value)
     assert "annotation id 230195 (image 40083) has 16 keypoints but metainfo 'coco' declares 17" in message
     # The real file read with the wrong metainfo is caught as well.
-    with pytest.raises(ConfigError, match="has 17 keypoints but metainfo 'crowdpose' declares 14"):
+    with pytest.raises(DataError, match="has 17 keypoints but metainfo 'crowdpose' declares 14"):
         _load_quietly(COCO_JSON, METAINFO / "crowdpose.json")
 
 
 def test_empty_dataset(tmp_path: Path) -> None:
     path = _coco_variant(tmp_path, lambda d: d.update(annotations=[]))
-    with pytest.raises(ConfigError, match="no usable instance") as info:
+    with pytest.raises(DataError, match="no usable instance") as info:
         _load_quietly(path, METAINFO / "coco.json")
     assert str(path) in str(info.value)
 
@@ -327,16 +330,16 @@ def test_dataset_empty_after_skipping(tmp_path: Path) -> None:
         d["annotations"] = [a for a in d["annotations"] if a["num_keypoints"] == 0]
 
     path = _coco_variant(tmp_path, only_unlabelled)
-    with pytest.raises(ConfigError, match="no usable instance") as info:
+    with pytest.raises(DataError, match="no usable instance") as info:
         _load_quietly(path, METAINFO / "coco.json")
-    assert "'no labelled keypoint': 2" in str(info.value)
+    assert "(2 with no labelled keypoint)" in str(info.value)
 
 
 def test_zero_area_box_is_skipped_and_counted(tmp_path: Path) -> None:
     path = _coco_variant(tmp_path, lambda d: d["annotations"][0].update(bbox=[280.0, 44.0, 0.0, 100.0]))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        dataset = CocoStyleDataset(str(path), str(METAINFO / "coco.json"))
+        dataset = CocoKeypointDataset(str(path), str(METAINFO / "coco.json"))
     assert len(dataset) == 11
     assert 442619 not in {inst["id"] for inst in dataset.instances}
     assert len(caught) == 1
@@ -348,22 +351,22 @@ def test_zero_area_box_is_skipped_and_counted(tmp_path: Path) -> None:
 @pytest.mark.parametrize("field", ["annotations", "images"])
 def test_missing_top_level_field(tmp_path: Path, field: str) -> None:
     path = _coco_variant(tmp_path, lambda d: d.pop(field))
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(DataError) as info:
         _load_quietly(path, METAINFO / "coco.json")
     message = str(info.value)
     assert str(path) in message and f"top-level field {field!r} is missing" in message
 
 
 def test_annotation_file_errors(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="annotation file not found"):
+    with pytest.raises(DataError, match="annotation file not found"):
         _load_quietly(tmp_path / "nope.json", METAINFO / "coco.json")
     broken = tmp_path / "broken.json"
     broken.write_text('{"images": [', encoding="utf-8")
-    with pytest.raises(ConfigError, match="is not valid JSON") as info:
+    with pytest.raises(DataError, match="is not valid JSON") as info:
         _load_quietly(broken, METAINFO / "coco.json")
     assert str(broken) in str(info.value)
     path = _coco_variant(tmp_path, lambda d: d["annotations"][1].update(image_id=123))
-    with pytest.raises(ConfigError, match="annotation id 198196 names unknown image_id 123"):
+    with pytest.raises(DataError, match=r"annotation id 198196 \(image 123\) names unknown image_id 123"):
         _load_quietly(path, METAINFO / "coco.json")
 
 

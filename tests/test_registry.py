@@ -337,7 +337,7 @@ def test_build_example_with_mapping_and_with_module_reference(registries: Regist
     assert registries.backbones.build_example("small", tmp_path).depth == 2
     # The core's own coco_style example, referenced by strings as a plugin would.
     registries.datasets.add(
-        Component("coco_like", "posecore.data.coco_style:CocoStyleDataset", example="posecore.data.coco_style:write_example"),
+        Component("coco_like", "posecore.data.coco:coco_style", example="posecore.data.coco:write_example"),
         "plug-e",
     )
     dataset = registries.datasets.build_example("coco_like", tmp_path / "coco")

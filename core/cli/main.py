@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("posecore.cli.config_cmd:config_command", "print a preset's fully resolved config as YAML"),
     "run": ("posecore.cli.pending:run_command", "train and evaluate a plugin's preset (default: the embedded demo)"),
     "train": ("posecore.cli.pending:run_command", "train a preset or config file"),
-    "eval": ("posecore.cli.pending:run_command", "evaluate a checkpoint or a predictions file"),
+    "eval": ("posecore.cli.evaluate:eval_command", "evaluate a checkpoint, or a predictions file (--gt/--pred)"),
     "predict": ("posecore.cli.pending:run_command", "predict keypoints on images, folders or videos"),
     "convert": ("posecore.cli.convert:convert_command", "convert a foreign checkpoint with a plugin's converter"),
     "flops": ("posecore.cli.flops:flops_command", "params and GFLOPs of presets' models"),
@@ -58,6 +58,10 @@ def _add_command_arguments(name: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--data", help="dataset root (default: the embedded synthetic data)")
         parser.add_argument("--output", help="run directory (default: runs/<preset>-<time>)")
         parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+        if name == "eval":
+            from posecore.cli.evaluate import add_eval_arguments
+
+            add_eval_arguments(parser)
     elif name == "convert":
         parser.add_argument("--converter", "-c", help="converter name (posecore plugins -v lists them)")
         parser.add_argument("--preset", help="check the result against this preset's model and print a key report")

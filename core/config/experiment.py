@@ -61,6 +61,9 @@ class DataConfig:
         eval_batch_size: per-process evaluation batch size.
         num_workers: data-loader worker processes.
         input_size: network input as (width, height), e.g. (192, 256).
+        train_pipeline, test_pipeline: ``transforms`` specs; empty means the standard top-down
+            pipeline (:func:`posecore.data.standard_topdown_pipeline`). The codec, input size and
+            UDP switch are given to the transforms that take them, not repeated in every spec.
     """
 
     train: tuple[ComponentSpec, ...] = attrs.field(default=(), converter=_specs)
@@ -71,6 +74,8 @@ class DataConfig:
     eval_batch_size: int = attrs.field(default=32, validator=at_least(1))
     num_workers: int = attrs.field(default=2, validator=at_least(0))
     input_size: tuple[int, int] = attrs.field(default=(192, 256))
+    train_pipeline: tuple[ComponentSpec, ...] = attrs.field(default=(), converter=_specs)
+    test_pipeline: tuple[ComponentSpec, ...] = attrs.field(default=(), converter=_specs)
 
     @sampling_ratios.validator
     def _check_ratios(self, attribute: attrs.Attribute, value: tuple[float, ...] | None) -> None:

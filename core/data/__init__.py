@@ -1,6 +1,24 @@
-"""Data: the sample contract, dataset metainfo and the core's dataset readers."""
+"""Data: keypoint sets, dataset readers, the sample contract, top-down transforms and pipelines."""
 
-from posecore.data.metainfo import DatasetMeta, load_metainfo
+from posecore.data.dataset import LoadReport, PipelineDataset, TopdownDataset
+from posecore.data.images import decode_image, read_image
+from posecore.data.metainfo import DatasetMeta, builtin_keypoint_sets, load_metainfo
+from posecore.data.pipeline import build_pipeline, standard_topdown_pipeline
 from posecore.data.sample import REQUIRED_SAMPLE_KEYS, Sample, check_sample, collate_samples
 
-__all__ = ["REQUIRED_SAMPLE_KEYS", "DatasetMeta", "Sample", "check_sample", "collate_samples", "load_metainfo"]
+__all__ = [
+    "REQUIRED_SAMPLE_KEYS",
+    "DatasetMeta",
+    "LoadReport",
+    "PipelineDataset",
+    "Sample",
+    "TopdownDataset",
+    "build_pipeline",
+    "builtin_keypoint_sets",
+    "check_sample",
+    "collate_samples",
+    "decode_image",
+    "load_metainfo",
+    "read_image",
+    "standard_topdown_pipeline",
+]

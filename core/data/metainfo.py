@@ -1,11 +1,14 @@
 """Dataset metainfo: keypoint names, flip partners, skeleton, OKS sigmas, weights and colours.
 
 Loadable from the JSON/YAML files posecore uses for every dataset (0-based indices), so that a
-user can bring a new COCO-style dataset with one metainfo file and no code.
+user can bring a new COCO-style dataset with one metainfo file and no code. The keypoint sets of
+the datasets the core reads ship inside the package (``posecore/data/keypoint_sets``), so they
+are also loadable by name ("coco", "crowdpose", ...).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,9 +17,11 @@ from typing import Any
 import attrs
 import yaml
 
-from posecore.errors import ConfigError
+from posecore.errors import ConfigError, did_you_mean
 
-__all__ = ["DatasetMeta", "load_metainfo"]
+__all__ = ["DatasetMeta", "builtin_keypoint_sets", "load_metainfo"]
+
+_BUILTIN_DIR = Path(__file__).with_name("keypoint_sets")
 
 
 def _floats(value: Sequence[float] | None) -> tuple[float, ...]:
@@ -100,13 +105,30 @@ class DatasetMeta:
             raise ConfigError(f"{source}: {exc}") from None
 
 
-def load_metainfo(path: str | Path) -> DatasetMeta:
-    """Load a metainfo JSON or YAML file."""
-    path = Path(path)
+def builtin_keypoint_sets() -> list[str]:
+    """Names of the keypoint sets shipped with posecore, loadable with :func:`load_metainfo`."""
+    return sorted(path.stem for path in _BUILTIN_DIR.glob("*.json"))
+
+
+@functools.lru_cache(maxsize=64)
+def _load_builtin(name: str) -> DatasetMeta:
+    path = _BUILTIN_DIR / f"{name}.json"
+    return DatasetMeta.from_dict(json.loads(path.read_text(encoding="utf-8")), source=f"built-in keypoint set {name!r}")
+
+
+def load_metainfo(source: str | Path) -> DatasetMeta:
+    """Load a metainfo JSON or YAML file, or a built-in keypoint set by name (``"coco"``)."""
+    if isinstance(source, str) and source in builtin_keypoint_sets():
+        return _load_builtin(source)
+    path = Path(source)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"metainfo file not found: {path}") from None
+        hint = did_you_mean(str(source), builtin_keypoint_sets()) if "/" not in str(source) else ""
+        raise ConfigError(
+            f"metainfo file not found: {path}{hint} (give a JSON/YAML file or a built-in keypoint set: "
+            f"{', '.join(builtin_keypoint_sets())})"
+        ) from None
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:

@@ -71,14 +71,17 @@ def check_sample(sample: Mapping[str, Any], num_keypoints: int, *, where: str = 
 
 
 def collate_samples(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Stack arrays and tensors of equal shape into tensors; keep everything else as lists."""
+    """Stack arrays and tensors of equal shape into tensors, and numbers into a 1-D tensor; keep
+    everything else (strings, metainfo, bools, mixed or ragged values) as lists."""
     batch: dict[str, Any] = {}
     for key in samples[0]:
         values = [sample[key] for sample in samples]
         first = values[0]
-        if isinstance(first, (np.ndarray, torch.Tensor)) and all(np.shape(v) == np.shape(first) for v in values):
+        if all(isinstance(v, (np.ndarray, torch.Tensor)) for v in values) and all(
+            np.shape(v) == np.shape(first) for v in values
+        ):
             batch[key] = torch.stack([torch.as_tensor(v) for v in values])
-        elif isinstance(first, (int, float)) and not isinstance(first, bool):
+        elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             batch[key] = torch.tensor(values)
         else:
             batch[key] = values
