@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -437,6 +438,61 @@ def test_wrong_keypoint_count_for_the_metainfo(tmp_path: Path) -> None:
         keypoints=d["annotations"][1]["keypoints_21"]), "humanart.json")
     message = _data_error({"type": "humanart", "ann_file": str(path)})
     assert "annotation id 12000000076660" in message and "21 keypoints" in message
+
+
+MALFORMED = [
+    # (what, change to the COCO sample, the message's field and complaint); annotation 442619 is the first
+    ("keypoints-text", lambda d: d["annotations"][0].update(keypoints="17 people"),
+     r"annotation id 442619 \(image 785\): field 'keypoints' must be a list of numbers"),
+    ("keypoint-null", lambda d: d["annotations"][0]["keypoints"].__setitem__(3, None),
+     r"annotation id 442619 \(image 785\): field 'keypoints' holds 1 value\(s\) that are not finite numbers"),
+    ("keypoint-nan", lambda d: d["annotations"][0]["keypoints"].__setitem__(4, float("nan")),
+     r"annotation id 442619 \(image 785\): field 'keypoints' holds 1 value\(s\) that are not finite .*position 4"),
+    ("visibility-negative", lambda d: d["annotations"][0]["keypoints"].__setitem__(5, -1),
+     r"annotation id 442619 \(image 785\): field 'keypoints' gives keypoint 1 the visibility -1; v must be >= 0"),
+    ("bbox-null", lambda d: d["annotations"][0].update(bbox=None),
+     r"annotation id 442619 \(image 785\): field 'bbox' must be a list of numbers; got None"),
+    ("bbox-three", lambda d: d["annotations"][0].update(bbox=[1, 2, 3]),
+     r"annotation id 442619 \(image 785\): field 'bbox' must hold 4 numbers; got 3"),
+    ("area-text", lambda d: d["annotations"][0].update(area="large"),
+     r"annotation id 442619 \(image 785\): field 'area' must be a finite number; got 'large'"),
+    ("category-text", lambda d: d["annotations"][0].update(category_id="person"),
+     r"annotation id 442619 \(image 785\): field 'category_id' must be an integer; got 'person'"),
+    ("width-text", lambda d: d["images"][0].update(width="640"),
+     r"images\[0\]: field 'width' must be a positive number of pixels; got '640'"),
+    ("annotations-object", lambda d: d.update(annotations={"442619": {}}),
+     r"top-level field 'annotations' must be a list of objects; got a dict"),
+    ("annotation-text", lambda d: d["annotations"].__setitem__(2, "person"),
+     r"annotations\[2\] must be an object; got a str"),
+    ("image-id-twice", lambda d: d["images"].append({**d["images"][0], "file_name": "other.jpg"}),
+     r"'images': image id 785 is used twice \(entries 0 and 4\)"),
+    ("annotation-id-twice", lambda d: d["annotations"].append(copy.deepcopy(d["annotations"][3])),
+     r"'annotations': annotation id 1202706 is used twice \(entries 3 and 14\)"),
+]
+
+
+@pytest.mark.parametrize(("what", "change", "message"), MALFORMED, ids=[m[0] for m in MALFORMED])
+def test_malformed_values_name_the_file_the_record_and_the_field(tmp_path: Path, what: str, change: Any,
+                                                                 message: str) -> None:
+    # numpy would turn a null into NaN and a duplicate id would silently replace an image: both must stop here
+    path = _variant(tmp_path, COCO.ann_file, change)
+    text = _data_error(COCO.spec(ann_file=str(path), image_root=str(SHARED / "coco")))
+    assert text.startswith(str(path)), text
+    assert re.search(message, text), text
+
+
+DETECTION_MALFORMED = [
+    ("score-text", lambda d: d[3].update(score="high"), r"detection #3 \(image \d+\): field 'score' must be a finite"),
+    ("bbox-null", lambda d: d[3].update(bbox=None), r"detection #3 \(image \d+\): field 'bbox' must be a list"),
+    ("not-an-object", lambda d: d.__setitem__(3, [1, 2, 3, 4]), r"detection #3 must be an object"),
+]
+
+
+@pytest.mark.parametrize(("what", "change", "message"), DETECTION_MALFORMED, ids=[m[0] for m in DETECTION_MALFORMED])
+def test_malformed_detections_name_the_detection(tmp_path: Path, what: str, change: Any, message: str) -> None:
+    dets = _variant(tmp_path, COCO_DETECTIONS, change, "dets.json")
+    text = _data_error({"type": "coco", "ann_file": str(COCO.ann_file), "bbox_file": str(dets)})
+    assert text.startswith(str(dets)) and re.search(message, text), text
 
 
 def test_empty_annotation_list(tmp_path: Path) -> None:

@@ -392,6 +392,20 @@ def test_annotation_without_keypoints(tmp_path: Path) -> None:
         info.value)
 
 
+def test_malformed_values_and_repeated_ids(tmp_path: Path) -> None:
+    path = _variant(tmp_path, lambda d: d["annotations"][3]["keypoints"].__setitem__(4, None))
+    with pytest.raises(DataError) as info:
+        MP100Dataset(str(path))
+    assert (f"{path}: annotation id 200000000007047 (image 200000000026715): field 'keypoints' holds 1 value(s) "
+            "that are not finite numbers") in str(info.value)
+    path = _variant(tmp_path, lambda d: d["annotations"][5].update(id=d["annotations"][4]["id"]))
+    with pytest.raises(DataError, match=r"'annotations': annotation id \d+ is used twice \(entries 4 and 5\)"):
+        MP100Dataset(str(path))
+    path = _variant(tmp_path, lambda d: d["images"].append({**d["images"][0], "file_name": "other/x.jpg"}))
+    with pytest.raises(DataError, match=r"'images': image id \d+ is used twice \(entries 0 and 14\)"):
+        MP100Dataset(str(path))
+
+
 def test_keypoint_count_differs_from_the_category(tmp_path: Path) -> None:
     path = _variant(tmp_path, lambda d: d["annotations"][1].update(keypoints=d["annotations"][1]["keypoints"][:-3]))
     with pytest.raises(DataError) as info:

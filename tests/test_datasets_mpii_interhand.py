@@ -191,6 +191,19 @@ def test_mpii_missing_field(tmp_path: Path) -> None:
     assert f"{path}: entry #2 (image '051423444.jpg') lacks required field(s) 'joints'" in message
 
 
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda e: e[2]["joints"][4].__setitem__(0, None), "field 'joints' holds values that are not finite numbers"),
+    (lambda e: e[2].update(scale="tall"), "field 'scale' must hold numbers; got 'tall'"),
+    (lambda e: e[2].update(scale=float("nan")), "field 'scale' holds values that are not finite numbers"),
+    (lambda e: e[2].update(image=51423444), "field 'image' must be the image's file name; got 51423444"),
+], ids=["joint-null", "scale-text", "scale-nan", "image-number"])
+def test_mpii_malformed_values(tmp_path: Path, change: Any, message: str) -> None:
+    path = _mpii_variant(tmp_path, change)
+    with pytest.raises(DataError) as info:
+        MpiiDataset(str(path))
+    assert str(info.value).startswith(f"{path}: entry #2 (image ") and message in str(info.value), str(info.value)
+
+
 def test_mpii_joint_count_differs_from_metainfo(tmp_path: Path) -> None:
     path = _mpii_variant(tmp_path, lambda e: e[3].update(joints=e[3]["joints"][:15]))
     with pytest.raises(DataError) as info:
@@ -465,3 +478,105 @@ def test_interhand_annotations_are_copies() -> None:
     reference = copy.deepcopy(first["keypoints"])
     first["keypoints"][:] = 0
     np.testing.assert_array_equal(dataset.annotation(0)["keypoints"], reference)
+
+
+# ---------------------------------------------------------------------------------------------
+# one instance per hand (mmpose 0.x InterHand2DDataset, PoseBH's transfer experiment)
+
+
+def _independent_single_hands() -> list[dict[str, Any]]:
+    """Per annotation, right hand then left: kept with more than 11 valid joints (wrist-gated),
+    box = the tightest box of the valid joints, its running min started at the image's size and
+    max at 0 (mmpose 0.x)."""
+    data, cameras, joints = _read_json(IH_DATA), _read_json(IH_CAMERA), _read_json(IH_JOINTS)
+    images = {image["id"]: image for image in data["images"]}
+    hands = []
+    for ann in data["annotations"]:
+        image = images[ann["image_id"]]
+        world = np.array(joints[str(image["capture"])][str(image["frame_idx"])]["world_coord"], dtype=np.float64)
+        pixels = _independent_projection(world, cameras[str(image["capture"])], image["camera"])
+        valid = np.array(ann["joint_valid"], dtype=np.float64).reshape(2, 21)
+        for hand, name in enumerate(("right", "left")):
+            hand_valid = valid[hand] * valid[hand, -1]
+            if hand_valid.sum() <= 11:
+                continue
+            points = pixels[21 * hand:21 * (hand + 1)]
+            x1, y1, x2, y2 = float(image["width"]), float(image["height"]), 0.0, 0.0
+            for (x, y), v in zip(points, hand_valid, strict=True):
+                if v:
+                    x1, y1, x2, y2 = min(x1, x), min(y1, y), max(x2, x), max(y2, y)
+            hands.append({"id": ann["id"], "hand": name, "keypoints": points, "visibility": hand_valid,
+                          "bbox": [x1, y1, x2, y2]})
+    return hands
+
+
+def test_interhand_each_hand_is_an_instance_as_in_mmpose0() -> None:
+    dataset, messages = _build(InterHand2DDataset, str(IH_DATA), str(IH_CAMERA), str(IH_JOINTS), hands="each")
+    expected = _independent_single_hands()
+    assert len(dataset) == len(expected) == 6  # README: mmpose 0.x InterHand2DDataset gives 6
+    assert dataset.meta == load_metainfo("interhand2d") and dataset.meta.num_keypoints == 21
+    assert dataset.meta.flip_indices == tuple(range(21))  # one hand: nothing to swap
+    # the right-only and left-only crops each have an empty other hand: counted, not silent
+    assert len(messages) == 1 and "skipped 2 instance(s): 2 hand(s) with 11 or fewer valid joints" in messages[0]
+    for index, exp in enumerate(expected):
+        sample = dataset.annotation(index)
+        assert (sample["id"], sample["hand"]) == (exp["id"], exp["hand"])
+        assert sample["keypoints"].shape == (21, 2) and sample["visibility"].shape == (21,)
+        np.testing.assert_allclose(sample["keypoints"], exp["keypoints"], rtol=0, atol=2e-3)
+        np.testing.assert_array_equal(sample["visibility"], exp["visibility"])
+        np.testing.assert_allclose(sample["bbox"], exp["bbox"], rtol=0, atol=2e-3)
+        check_sample({**sample, "image": np.zeros((4, 4, 3), np.uint8)}, 21)
+        # mmpose 0.x _xywh2cs(*bbox, 1.5): centre of the tight box, its size padded by 1.5
+        boxed = GetBBoxCenterScale()(dict(sample), np.random.default_rng(0))
+        x1, y1, x2, y2 = exp["bbox"]
+        np.testing.assert_allclose(boxed["center"], [(x1 + x2) / 2, (y1 + y2) / 2], rtol=0, atol=2e-3)
+        np.testing.assert_allclose(boxed["scale"], [1.5 * (x2 - x1), 1.5 * (y2 - y1)], rtol=0, atol=5e-3)
+    with pytest.raises(Exception, match="hands must be one of 'both', 'each'; got 'left'"):
+        InterHand2DDataset(str(IH_DATA), str(IH_CAMERA), str(IH_JOINTS), hands="left")
+
+
+def test_interhand_each_hand_needs_more_than_eleven_valid_joints(tmp_path: Path) -> None:
+    def change(data: dict[str, Any]) -> None:
+        right = data["annotations"][0]["joint_valid"]
+        for k in range(9):  # 12 valid joints left on the right hand: kept
+            right[k] = [0]
+        left = data["annotations"][1]["joint_valid"]
+        for k in range(21, 31):  # 11 left: skipped
+            left[k] = [0]
+
+    dataset, messages = _build(InterHand2DDataset, **_interhand_variants(tmp_path, data=change), hands="each")
+    kept = [(s["id"], s["hand"], int(s["visibility"].sum())) for s in dataset.instances]
+    assert kept == [(326750, "right", 12), (326750, "left", 21), (286291, "right", 21), (680801, "left", 21),
+                    (471953, "right", 21)]
+    assert "skipped 3 instance(s): 3 hand(s) with 11 or fewer valid joints" in messages[0]
+    # the tight box covers only the valid joints
+    sample = dataset.annotation(0)
+    points = sample["keypoints"][sample["visibility"] > 0]
+    np.testing.assert_allclose(sample["bbox"], [*points.min(axis=0), *points.max(axis=0)], rtol=0, atol=1e-4)
+
+
+def test_interhand_malformed_values_and_repeated_ids(tmp_path: Path) -> None:
+    def null_focal(cameras: dict[str, Any]) -> None:
+        cameras["7"]["focal"]["410053"][0] = None
+
+    with pytest.raises(DataError, match=r"capture '7' camera '410053': field 'focal' holds 1 value\(s\) that are "
+                                        r"not finite numbers"):
+        InterHand2DDataset(**_interhand_variants(tmp_path, camera=null_focal))
+
+    def nan_joint(joints: dict[str, Any]) -> None:
+        joints["2"]["44669"]["world_coord"][3][1] = float("nan")
+
+    with pytest.raises(DataError, match=r"capture '2' frame '44669': field 'world_coord' holds 1 value\(s\)"):
+        InterHand2DDataset(**_interhand_variants(tmp_path, joints=nan_joint))
+
+    def repeat_image(data: dict[str, Any]) -> None:
+        data["images"].append({**data["images"][0], "file_name": "elsewhere.jpg"})
+
+    with pytest.raises(DataError, match=r"'images': image id 326750 is used twice \(entries 0 and 4\)"):
+        InterHand2DDataset(**_interhand_variants(tmp_path, data=repeat_image))
+
+    def repeat_annotation(data: dict[str, Any]) -> None:
+        data["annotations"][2]["id"] = data["annotations"][1]["id"]
+
+    with pytest.raises(DataError, match=r"'annotations': annotation id 286291 is used twice \(entries 1 and 2\)"):
+        InterHand2DDataset(**_interhand_variants(tmp_path, data=repeat_annotation), hands="each")

@@ -183,3 +183,86 @@ def test_eval_as_a_subprocess(tmp_path: Path, plugin_env) -> None:
         capture_output=True, text=True, cwd=tmp_path, env=plugin_env(), timeout=120,
     )  # fmt: skip
     assert bad.returncode == 2 and "e.json is empty" in bad.stderr and "Traceback" not in bad.stderr
+
+
+# -- every sample ground truth scored against itself, through the command line -------------------
+
+#: (ground truth, options): each COCO-style sample with its dataset's evaluation settings.
+SAMPLE_GROUND_TRUTHS = {
+    "coco": ("coco/test_coco.json", []),
+    "coco_wholebody": ("coco/test_coco_wholebody.json", ["--metainfo", "coco_wholebody", "-O", "parts=coco_wholebody"]),
+    "coco_wholebody_133": ("coco/test_keypoint_partition_metric.json",
+                           ["--metainfo", "coco_wholebody", "-O", "parts=coco_wholebody"]),
+    "ochuman": ("ochuman/test_ochuman.json", ["--metainfo", "ochuman"]),
+    "crowdpose": ("crowdpose/test_crowdpose.json",
+                  ["--metainfo", "crowdpose", "-O", "use_area=false", "-O", "iou_type=keypoints_crowd"]),
+    "aic": ("aic/test_aic.json", ["--metainfo", "aic", "-O", "use_area=false"]),
+    "ap10k": ("ap10k/test_ap10k.json", ["--metainfo", "ap10k"]),
+    "animalpose": ("animalpose/test_animalpose.json", ["--metainfo", "animalpose"]),
+    "humanart": ("humanart/test_humanart.json", ["--metainfo", "humanart"]),
+}
+# COCOeval's precision is tp / (tp + fp + eps): a category or area range with one instance scores
+# 1 - 2^-52 when perfect (docs/metrics.md).
+PERFECT = 1.0 - 2.0**-52
+
+
+def all_annotations_as_predictions(gt_file: Path) -> list[dict]:
+    """Every annotation as a COCO result, part fields included; unlabelled people have all scores 0."""
+    parts = ("foot_kpts", "face_kpts", "lefthand_kpts", "righthand_kpts")
+    return [
+        {"image_id": a["image_id"], "category_id": a["category_id"], "keypoints": a["keypoints"], "score": 1.0,
+         **{part: a[part] for part in parts if part in a}}
+        for a in json.loads(gt_file.read_text())["annotations"]
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", SAMPLE_GROUND_TRUTHS)
+def test_every_sample_ground_truth_scores_perfect_ap_against_itself(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, options = SAMPLE_GROUND_TRUTHS[name]
+    gt = SHARED / path
+    predictions = all_annotations_as_predictions(gt)
+    # the file's v doubles as the keypoint score: a person with no labelled keypoint scores nothing
+    # and is dropped, as the GT ignores them; the rest must all be matched
+    pred = write(tmp_path / "pred.json", predictions)
+    table = run_json(capsys, "--gt", gt, "--pred", pred, *options)["metrics"]["coco_ap"]
+    defined = {key: value for key, value in table.items() if value != -1}
+    assert all(PERFECT <= value <= 1.0 for value in defined.values()), table
+    ap_keys = [key for key in table if key.split("/")[-1] in ("AP", "AP50", "AP75", "AR")]
+    assert ap_keys and all(key in defined for key in ap_keys), table
+    if name == "crowdpose":  # both images have crowdIndex 0.33 / 0.39: medium
+        assert (table["AP(E)"], table["AP(M)"], table["AP(H)"]) == (-1.0, 1.0, -1.0)
+    if name.startswith("coco_wholebody"):
+        assert [key.split("/")[0] for key in table][::10] == ["body", "foot", "face", "left_hand", "right_hand",
+                                                             "wholebody"]
+    # the same file as a table: the command prints every statistic
+    assert main(["eval", "--gt", str(gt), "--pred", str(pred), *options]) == 0
+    out = capsys.readouterr().out
+    assert "AP50" in out and "AR75" in out and "1.0000" in out
+
+
+def test_mpii_ground_truth_as_predictions_scores_100_pckh(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from scipy.io import loadmat
+
+    mat = loadmat(str(MPII_GT))
+    pred = write(tmp_path / "pred.json", {"pos_pred": np.transpose(mat["pos_gt_src"], (2, 0, 1)).tolist()})
+    table = run_json(capsys, "--gt", MPII_GT, "--pred", pred)["metrics"]["pckh"]
+    assert table == {key: 100.0 for key in ("Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle", "Mean",
+                                            "Mean@0.1")}
+
+
+def test_mp100_ground_truth_as_predictions_scores_full_pck(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    gt = SHARED / "mp100" / "annotations" / "mp100_split1_test_subset.json"
+    predictions = [
+        {"image_id": a["image_id"], "id": a["id"], "category_id": a["category_id"], "keypoints": a["keypoints"],
+         "score": 1.0}
+        for a in json.loads(gt.read_text())["annotations"]
+    ]  # fmt: skip
+    pred = write(tmp_path / "pred.json", predictions)
+    metrics = run_json(capsys, "--gt", gt, "--pred", pred, "--metric", "pck,epe", "-O", "thresholds=0.05,0.2")[
+        "metrics"
+    ]
+    assert metrics["pck"] == {f"{name}/{mean}": 1.0 for mean in ("instance", "keypoint")
+                              for name in ("PCK@0.05", "PCK@0.2", "mPCK")}
+    assert metrics["epe"] == {"EPE": 0.0}

@@ -475,6 +475,31 @@ def test_pckh_on_the_tompson_sample_matches_an_independent_computation() -> None
     assert 0 < table["Mean@0.1"] < table["Mean"] < 100
 
 
+def test_pckh_from_the_mpii_reader_equals_the_mat_file_protocol() -> None:
+    """The MPII reader's instances (json, moved to 0-based; head sizes from the .mat) scored with
+    the Tompson predictions moved the same way give the table of the MATLAB-frame protocol."""
+    import warnings
+
+    from posecore.data.mpii import MpiiDataset
+
+    gt_file, pred_file = MPII / "test_mpii_gt_val.mat", MPII / "test_mpii_tompson2015_preds.json"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dataset = MpiiDataset(str(MPII / "test_mpii.json"), headbox_file=str(gt_file))
+    predictions = np.asarray(json.loads(pred_file.read_text())["pos_pred"], dtype=np.float64)
+    results = []
+    for index in range(len(dataset)):
+        sample = dataset.annotation(index)
+        results.append(InstanceResult(
+            image_id=sample["image_id"], id=sample["id"], keypoints=predictions[index] - 1.0,
+            keypoint_scores=np.ones(16), gt_keypoints=sample["keypoints"], gt_visibility=sample["visibility"],
+            head_size=sample["head_size"],
+        ))  # fmt: skip
+    metric = MpiiPCKhMetric()
+    metric.update(results)
+    assert metric.compute() == pytest.approx(independent_pckh(gt_file, pred_file), abs=1e-9)
+
+
 def test_pckh_checks_its_inputs(tmp_path: Path) -> None:
     from scipy.io import savemat
 

@@ -20,7 +20,16 @@ from typing import Any, Literal
 
 import numpy as np
 
-from posecore.data.dataset import LoadReport, TopdownDataset, require_fields
+from posecore.data.dataset import (
+    LoadReport,
+    TopdownDataset,
+    as_integer,
+    as_number,
+    as_numbers,
+    image_size_of,
+    require_fields,
+    require_unique_id,
+)
 from posecore.data.metainfo import DatasetMeta, load_metainfo
 from posecore.errors import DataError
 from posecore.fileio import read_json
@@ -37,6 +46,7 @@ __all__ = [
     "coco_wholebody",
     "crowdpose",
     "humanart",
+    "keypoint_triplets",
     "load_coco_json",
     "ochuman",
     "write_example",
@@ -55,6 +65,11 @@ def load_coco_json(path: str | Path) -> dict[str, Any]:
     for key in ("images", "annotations"):
         if key not in data:
             raise DataError(f"{path}: top-level field {key!r} is missing (is this a COCO keypoint file?)")
+        if not isinstance(data[key], list):
+            raise DataError(f"{path}: top-level field {key!r} must be a list of objects; got a {type(data[key]).__name__}")
+        for position, record in enumerate(data[key]):
+            if not isinstance(record, dict):
+                raise DataError(f"{path}: {key}[{position}] must be an object; got a {type(record).__name__}")
     return data
 
 
@@ -103,16 +118,16 @@ class CocoKeypointDataset(TopdownDataset):
         super().__init__(meta, instances, dataset_index)
 
     def _index_images(self, images: list[dict[str, Any]]) -> dict[Any, dict[str, Any]]:
-        index = {}
+        index: dict[Any, dict[str, Any]] = {}
+        positions: dict[Any, int] = {}
         for position, image in enumerate(images):
-            require_fields(image, ("id", "file_name"), f"{self.ann_file}: images[{position}]")
-            file_name = image["file_name"]
+            where = f"{self.ann_file}: images[{position}]"
+            require_fields(image, ("id", "file_name"), where)
+            require_unique_id(positions, image["id"], position, f"{self.ann_file}: 'images'", "image")
+            file_name = str(image["file_name"])
             if self.strip_prefix and file_name.startswith(self.strip_prefix):
                 file_name = file_name[len(self.strip_prefix):]
-            index[image["id"]] = {
-                "path": str(self.image_root / file_name),
-                "size": (image["width"], image["height"]) if "width" in image and "height" in image else None,
-            }
+            index[image["id"]] = {"path": str(self.image_root / file_name), "size": image_size_of(image, where)}
         return index
 
     def _image(self, image_id: Any, where: str) -> dict[str, Any]:
@@ -123,15 +138,21 @@ class CocoKeypointDataset(TopdownDataset):
 
     def _ground_truth(self, annotations: list[dict[str, Any]], meta: DatasetMeta, report: LoadReport) -> list[dict[str, Any]]:
         instances = []
+        ids: dict[Any, int] = {}
         for position, ann in enumerate(annotations):
             where = f"{self.ann_file}: annotation id {ann.get('id', f'#{position}')} (image {ann.get('image_id')})"
             require_fields(ann, ("image_id", "bbox", *self.keypoint_fields), where)
+            ann_id = as_integer(ann["id"], where, "id") if "id" in ann else position
+            if "id" in ann:
+                require_unique_id(ids, ann_id, position, f"{self.ann_file}: 'annotations'", "annotation")
+            category_id = as_integer(ann.get("category_id", 1), where, "category_id")
             image = self._image(ann["image_id"], where)
             keypoints = self._keypoints(ann, meta, where)
             labelled = keypoints[:, 2] > 0
             count = ann["num_keypoints"] if "num_keypoints" in ann and self.keypoint_fields == ("keypoints",) else labelled.sum()
             bbox = _clean_box(ann["bbox"], image["size"], where)
-            if bbox is None or ann.get("area", 1) <= 0:
+            area = as_number(ann["area"], where, "area") if "area" in ann else 1.0
+            if bbox is None or area <= 0:
                 report.skip("with box of zero area")
                 continue
             if count == 0 or not labelled.any():
@@ -143,40 +164,36 @@ class CocoKeypointDataset(TopdownDataset):
                 outside = int(((x < 0) | (y < 0) | (x >= width) | (y >= height)).sum())
                 if outside:
                     report.note("keypoint(s) outside their image", outside, example=where)
-            instances.append(self._instance(ann["image_id"], image, int(ann.get("id", position)),
-                                            int(ann.get("category_id", 1)), keypoints, bbox, 1.0))
+            instances.append(self._instance(ann["image_id"], image, ann_id, category_id, keypoints, bbox, 1.0))
         return instances
 
     def _detections(self, bbox_file: Path, threshold: float, k: int, report: LoadReport) -> list[dict[str, Any]]:
         detections = load_detections(bbox_file)
         instances = []
         for position, det in enumerate(detections):
+            if not isinstance(det, dict):
+                raise DataError(f"{bbox_file}: detection #{position} must be an object {{image_id, bbox, score}}; "
+                                f"got a {type(det).__name__}")
             where = f"{bbox_file}: detection #{position} (image {det.get('image_id')})"
             require_fields(det, ("image_id", "bbox", "score"), where)
-            if det["score"] <= threshold:
+            score = as_number(det["score"], where, "score")
+            image = self._image(det["image_id"], where)
+            x, y, w, h = as_numbers(det["bbox"], where, "bbox", count=4)
+            category_id = as_integer(det.get("category_id", 1), where, "category_id")
+            if score <= threshold:
                 report.skip(f"detection(s) with score <= {threshold}")
                 continue
-            image = self._image(det["image_id"], where)
-            if len(det["bbox"]) != 4:
-                raise DataError(f"{where}: bbox must be [x, y, width, height]; got {det['bbox']}")
-            x, y, w, h = (float(v) for v in det["bbox"])
             if w <= 0 or h <= 0:
                 report.skip("detection(s) with box of zero area")
                 continue
             # Detector boxes are used as given (mmpose 0.x): not clipped, x2 = x + w.
             bbox = np.array([x, y, x + w, y + h], dtype=np.float32)
-            instances.append(self._instance(det["image_id"], image, -1 - position, int(det.get("category_id", 1)),
-                                            np.zeros((k, 3), np.float32), bbox, float(det["score"])))
+            instances.append(self._instance(det["image_id"], image, -1 - position, category_id,
+                                            np.zeros((k, 3), np.float32), bbox, score))
         return instances
 
     def _keypoints(self, ann: dict[str, Any], meta: DatasetMeta, where: str) -> np.ndarray:
-        parts = []
-        for field in self.keypoint_fields:
-            values = np.asarray(ann[field], dtype=np.float32)
-            if values.size % 3:
-                raise DataError(f"{where}: field {field!r} must hold x, y, v triplets; it has {values.size} numbers")
-            parts.append(values.reshape(-1, 3))
-        keypoints = np.concatenate(parts)
+        keypoints = np.concatenate([keypoint_triplets(ann[field], where, field) for field in self.keypoint_fields])
         if len(keypoints) != meta.num_keypoints:
             fields = " + ".join(self.keypoint_fields)
             raise DataError(f"{where} has {len(keypoints)} keypoints but metainfo {meta.name!r} declares "
@@ -207,11 +224,23 @@ def load_detections(path: Path) -> list[dict[str, Any]]:
     return detections
 
 
-def _clean_box(bbox: Sequence[float], size: tuple[int, int] | None, where: str) -> np.ndarray | None:
+def keypoint_triplets(value: Any, where: str, field: str = "keypoints") -> np.ndarray:
+    """A flat ``[x, y, v, ...]`` field as (K, 3) float32; anything that is not finite numbers in
+    triplets, or a negative ``v``, is a :class:`DataError` naming the field."""
+    values = as_numbers(value, where, field)
+    if values.size % 3:
+        raise DataError(f"{where}: field {field!r} must hold x, y, v triplets; it has {values.size} numbers")
+    values = values.reshape(-1, 3)
+    negative = np.flatnonzero(values[:, 2] < 0)
+    if len(negative):
+        raise DataError(f"{where}: field {field!r} gives keypoint {int(negative[0])} the visibility "
+                        f"{values[negative[0], 2]:g}; v must be >= 0 (0: not labelled, 1: occluded, 2: visible)")
+    return values.astype(np.float32)
+
+
+def _clean_box(bbox: Sequence[float], size: tuple[float, float] | None, where: str) -> np.ndarray | None:
     """x, y, w, h -> x1, y1, x2, y2 clipped to the image as mmpose 0.x does; ``None`` if empty."""
-    if len(bbox) != 4:
-        raise DataError(f"{where}: bbox must be [x, y, width, height]; got {bbox}")
-    x, y, w, h = (float(v) for v in bbox)
+    x, y, w, h = (float(v) for v in as_numbers(bbox, where, "bbox", count=4))
     width, height = size if size is not None else (np.inf, np.inf)
     x1, y1 = max(0.0, x), max(0.0, y)
     x2 = min(width - 1, x1 + max(0.0, w - 1))

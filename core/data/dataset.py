@@ -24,7 +24,17 @@ from posecore.data.metainfo import DatasetMeta
 from posecore.data.sample import Sample
 from posecore.errors import DataError
 
-__all__ = ["LoadReport", "PipelineDataset", "TopdownDataset", "require_fields"]
+__all__ = [
+    "LoadReport",
+    "PipelineDataset",
+    "TopdownDataset",
+    "as_integer",
+    "as_number",
+    "as_numbers",
+    "image_size_of",
+    "require_fields",
+    "require_unique_id",
+]
 
 #: A transform pipeline: ``(sample, rng) -> sample``.
 Pipeline = Callable[[dict[str, Any], np.random.Generator], dict[str, Any]]
@@ -162,3 +172,70 @@ def require_fields(record: Mapping[str, Any], fields: tuple[str, ...], where: st
     missing = [field for field in fields if field not in record]
     if missing:
         raise DataError(f"{where} lacks required field(s) {', '.join(map(repr, missing))}{fix}")
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def as_numbers(value: Any, where: str, field: str, *, count: int | None = None,
+               multiple_of: int | None = None) -> np.ndarray:
+    """``value`` as a flat float64 array of finite numbers, or a :class:`DataError` naming the field.
+
+    JSON ``null`` (which numpy would turn into NaN), NaN, infinities and strings are errors:
+    a coordinate nobody can compute with must not slip into training silently.
+    """
+    try:
+        array = np.asarray(value, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise DataError(f"{where}: field {field!r} must be a list of numbers; got {_shown(value)}") from None
+    if isinstance(value, (str, bytes, Mapping)) or np.ndim(value) == 0:
+        raise DataError(f"{where}: field {field!r} must be a list of numbers; got {_shown(value)}")
+    bad = np.flatnonzero(~np.isfinite(array))
+    if len(bad):
+        raise DataError(f"{where}: field {field!r} holds {len(bad)} value(s) that are not finite numbers "
+                        f"(null, NaN or infinity), the first at position {int(bad[0])}")
+    if count is not None and array.size != count:
+        raise DataError(f"{where}: field {field!r} must hold {count} numbers; got {array.size}: {_shown(value)}")
+    if multiple_of is not None and array.size % multiple_of:
+        raise DataError(f"{where}: field {field!r} must hold groups of {multiple_of} numbers; it has {array.size}")
+    return array
+
+
+def as_number(value: Any, where: str, field: str) -> float:
+    """``value`` as a finite float (an area, a score), or a :class:`DataError` naming the field."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not np.isfinite(value):
+        raise DataError(f"{where}: field {field!r} must be a finite number; got {_shown(value)}")
+    return float(value)
+
+
+def as_integer(value: Any, where: str, field: str) -> int:
+    """``value`` as an int (ids, category ids), or a :class:`DataError` naming the field."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise DataError(f"{where}: field {field!r} must be an integer; got {_shown(value)}")
+    return int(value)
+
+
+def image_size_of(image: Mapping[str, Any], where: str) -> tuple[float, float] | None:
+    """An image record's ``(width, height)``, ``None`` when it does not state both; sizes that are
+    not positive numbers are a :class:`DataError`."""
+    if "width" not in image or "height" not in image:
+        return None
+    width, height = image["width"], image["height"]
+    for name, value in (("width", width), ("height", height)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise DataError(f"{where}: field {name!r} must be a positive number of pixels; got {_shown(value)}")
+    return width, height
+
+
+def require_unique_id(seen: dict[Any, int], key: Any, position: int, where: str, what: str) -> None:
+    """Record that ``what`` (``"image"``, ``"annotation"``) id ``key`` sits at ``position``; a second
+    record with the same id is a :class:`DataError` (the later one would silently replace or
+    shadow the first)."""
+    if key in seen:
+        raise DataError(f"{where}: {what} id {key!r} is used twice (entries {seen[key]} and {position}); "
+                        f"every {what} needs its own id")
+    seen[key] = position

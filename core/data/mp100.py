@@ -66,25 +66,49 @@ from typing import Any, Literal
 
 import numpy as np
 
-from posecore.data.coco import _clean_box, load_coco_json
-from posecore.data.dataset import LoadReport, TopdownDataset, require_fields
+from posecore.data.coco import _clean_box, keypoint_triplets, load_coco_json
+from posecore.data.dataset import (
+    LoadReport,
+    TopdownDataset,
+    as_integer,
+    as_number,
+    image_size_of,
+    require_fields,
+    require_unique_id,
+)
 from posecore.data.images import read_image
 from posecore.data.metainfo import DatasetMeta
 from posecore.data.sample import Sample
 from posecore.errors import ConfigError, DataError
 
-__all__ = ["MP100Dataset", "SKELETON_SOURCES", "mp100_categories", "skeleton_to_zero_based", "write_example"]
+__all__ = [
+    "MP100Dataset",
+    "SKELETON_SOURCES",
+    "mp100_categories",
+    "mp100_splits",
+    "skeleton_to_zero_based",
+    "write_example",
+]
 
 SKELETON_SOURCES = ("file", "updated", "original")
 _TABLE = Path(__file__).with_name("keypoint_sets") / "mp100.json"
 
 
 @functools.lru_cache(maxsize=1)
+def _table() -> dict[str, Any]:
+    return json.loads(_TABLE.read_text(encoding="utf-8"))
+
+
 def mp100_categories() -> dict[int, dict[str, Any]]:
-    """The shipped MP-100 fact table: category id -> ``{id, name, num_keypoints,
-    skeleton_updated, skeleton_original, original_release_base}`` (skeletons 0-based)."""
-    table = json.loads(_TABLE.read_text(encoding="utf-8"))
-    return {int(category["id"]): category for category in table["categories"]}
+    """The shipped MP-100 fact table: category id -> ``{id, name, supercategory, num_keypoints,
+    keypoint_names, skeleton_updated, skeleton_original, original_release_base}`` (skeletons 0-based)."""
+    return {int(category["id"]): category for category in _table()["categories"]}
+
+
+def mp100_splits() -> dict[int, dict[str, list[int]]]:
+    """MP-100's five category splits: split number (1..5) -> ``{"train", "val", "test"}`` category
+    ids (70 / 10 / 20, disjoint; each category is a test category of exactly one split)."""
+    return {int(split): {part: list(ids) for part, ids in parts.items()} for split, parts in _table()["splits"].items()}
 
 
 def skeleton_to_zero_based(links: Sequence[Sequence[int]], num_keypoints: int,
@@ -203,21 +227,27 @@ class MP100Dataset(TopdownDataset):
 
     def _read_instances(self, images: list[dict[str, Any]], annotations: list[dict[str, Any]],
                         report: LoadReport) -> list[dict[str, Any]]:
-        image_index = {}
+        image_index: dict[Any, dict[str, Any]] = {}
+        positions: dict[Any, int] = {}
         for position, image in enumerate(images):
             require_fields(image, ("id", "file_name"), f"{self.ann_file}: images[{position}]")
+            require_unique_id(positions, image["id"], position, f"{self.ann_file}: 'images'", "image")
             image_index[image["id"]] = image
         by_image: dict[Any, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
+        ids: dict[Any, int] = {}
         for position, ann in enumerate(annotations):
             where = self._where(ann, position)
             require_fields(ann, ("image_id", "category_id", "bbox", "keypoints"), where)
+            if "id" in ann:
+                require_unique_id(ids, as_integer(ann["id"], where, "id"), position, f"{self.ann_file}: 'annotations'",
+                                  "annotation")
             if ann["image_id"] not in image_index:
                 raise DataError(f"{where} names unknown image_id {ann['image_id']!r} "
                                 f"(not in the 'images' of {self.ann_file})")
             by_image[ann["image_id"]].append((position, ann))
         instances = []
         for image_id, image in image_index.items():  # PoseAnything lists instances image by image
-            size = (image["width"], image["height"]) if "width" in image and "height" in image else None
+            size = image_size_of(image, f"{self.ann_file}: image {image_id}")
             for position, ann in by_image.get(image_id, ()):
                 instance = self._instance(position, ann, image, size, report)
                 if instance is not None:
@@ -233,16 +263,13 @@ class MP100Dataset(TopdownDataset):
         category = self.categories.get(ann["category_id"])
         if category is None:
             raise DataError(f"{where} names category_id {ann['category_id']!r}, which 'categories' does not define")
-        keypoints = np.asarray(ann["keypoints"], dtype=np.float32)
-        if keypoints.ndim != 1 or keypoints.size % 3:
-            raise DataError(f"{where}: field 'keypoints' must hold x, y, v triplets; it has {keypoints.size} numbers")
-        keypoints = keypoints.reshape(-1, 3)
+        keypoints = keypoint_triplets(ann["keypoints"], where)
         meta = self._category_meta(category, len(keypoints), where)
         if ann.get("iscrowd", 0):
             report.skip("crowd annotation(s) (iscrowd = 1)")
             return None
         bbox = _clean_box(ann["bbox"], size, where)
-        if bbox is None or ("area" in ann and not ann["area"] > 0):
+        if bbox is None or ("area" in ann and not as_number(ann["area"], where, "area") > 0):
             report.skip("with box of zero area")
             return None
         if not keypoints.any() or ann.get("num_keypoints", 1) == 0:
@@ -259,7 +286,7 @@ class MP100Dataset(TopdownDataset):
             "image_path": str(self.image_root / image["file_name"]),
             "image_size": size,
             "image_id": ann["image_id"],
-            "id": int(ann.get("id", position)),
+            "id": as_integer(ann["id"], where, "id") if "id" in ann else position,
             "category_id": ann["category_id"],
             "keypoints": np.ascontiguousarray(keypoints[:, :2]),
             "visibility": visibility,

@@ -71,7 +71,7 @@ class MpiiDataset(TopdownDataset):
         meta = load_metainfo("mpii")
         entries = _load_entries(self.ann_file)
         head_sizes = load_head_sizes(Path(headbox_file), len(entries), self.ann_file) if headbox_file else None
-        image_ids = _image_ids([str(entry.get("image", "")) for entry in entries])
+        image_ids = _image_ids([str(entry.get("image", "")) if isinstance(entry, dict) else "" for entry in entries])
         report = LoadReport(self.ann_file)
         instances = []
         for position, entry in enumerate(entries):
@@ -91,6 +91,8 @@ class MpiiDataset(TopdownDataset):
                             f"got a {type(entry).__name__}")
         where = f"{self.ann_file}: entry #{position} (image {entry.get('image')!r})"
         require_fields(entry, _FIELDS, where)
+        if not isinstance(entry["image"], str) or not entry["image"]:
+            raise DataError(f"{where}: field 'image' must be the image's file name; got {entry['image']!r}")
         k = meta.num_keypoints
         joints = _array(entry["joints"], where, "joints")
         visible = _array(entry["joints_vis"], where, "joints_vis").reshape(-1)
@@ -148,10 +150,15 @@ def _load_entries(path: Path) -> list[Any]:
 
 
 def _array(value: Any, where: str, field: str) -> np.ndarray:
+    """``value`` as a float64 array of its own shape; ``null``, NaN, infinities and text are errors."""
     try:
-        return np.asarray(value, dtype=np.float64)
+        array = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
         raise DataError(f"{where}: field {field!r} must hold numbers; got {value!r}") from None
+    if not np.isfinite(array).all():
+        raise DataError(f"{where}: field {field!r} holds values that are not finite numbers (null, NaN or "
+                        f"infinity); got {value!r}")
+    return array
 
 
 def _image_ids(names: list[str]) -> dict[str, int]:

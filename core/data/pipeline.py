@@ -20,15 +20,25 @@ __all__ = ["build_pipeline", "standard_topdown_pipeline"]
 
 
 def standard_topdown_pipeline(train: bool, *, half_body: bool = True, scale_factor: float = 0.35,
-                              rotate_factor: float = 45.0) -> list[ComponentSpec]:
+                              rotate_factor: float = 45.0, shift_factor: float = 0.0,
+                              shift_prob: float = 0.0) -> list[ComponentSpec]:
     """The top-down pipeline every method here trains and tests with (mmpose 0.x order):
-    box -> [flip, half-body, random scale/rotation] -> affine -> [target] -> pack."""
+    box -> [flip, half-body, random scale/rotation/shift] -> affine -> [target] -> pack.
+
+    ``shift_factor``/``shift_prob`` move the box centre (see
+    :class:`~posecore.data.transforms.RandomBBoxTransform`). mmpose 0.x's COCO-style and InterHand
+    loaders instead move the centre of 30% of the training boxes once, when the dataset is built,
+    by up to 0.2 of the unpadded box: ``shift_prob=0.3, shift_factor=0.16`` (0.2 / 1.25 of the
+    padded box) draws from the same distribution, anew every epoch."""
     specs = [ComponentSpec("get_bbox_center_scale")]
     if train:
         specs.append(ComponentSpec("random_flip"))
         if half_body:
             specs.append(ComponentSpec("random_half_body"))
-        specs.append(ComponentSpec("random_bbox_transform", {"scale_factor": scale_factor, "rotate_factor": rotate_factor}))
+        bbox_args = {"scale_factor": scale_factor, "rotate_factor": rotate_factor}
+        if shift_prob:
+            bbox_args.update(shift_factor=shift_factor, shift_prob=shift_prob)
+        specs.append(ComponentSpec("random_bbox_transform", bbox_args))
     specs.append(ComponentSpec("topdown_affine"))
     if train:
         specs.append(ComponentSpec("generate_target"))

@@ -62,15 +62,18 @@ class Compose:
 
 class GetBBoxCenterScale:
     """Box -> ``center`` and ``scale`` (w, h), the size padded by ``padding`` (1.25 in every
-    method here). The aspect ratio is fixed later by :class:`TopdownAffine`."""
+    method here). A sample's own ``bbox_padding`` wins: a reader whose original crops its
+    instances differently says so per instance (InterHand2.6M single hands: 1.5). The aspect
+    ratio is fixed later by :class:`TopdownAffine`."""
 
     def __init__(self, padding: float = 1.25) -> None:
         self.padding = padding
 
     def __call__(self, sample: SampleDict, rng: np.random.Generator) -> SampleDict:
         x1, y1, x2, y2 = (float(v) for v in sample["bbox"])
+        padding = float(sample.get("bbox_padding", self.padding))
         sample["center"] = np.array([(x1 + x2) / 2, (y1 + y2) / 2], dtype=np.float32)
-        sample["scale"] = np.array([x2 - x1, y2 - y1], dtype=np.float32) * self.padding
+        sample["scale"] = np.array([x2 - x1, y2 - y1], dtype=np.float32) * padding
         sample.setdefault("rotation", 0.0)
         sample.setdefault("flip_axis", None)
         return sample
