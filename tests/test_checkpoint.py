@@ -9,7 +9,15 @@ import pytest
 import torch
 from torch import nn
 
-from posecore.checkpoint import KeyReport, compare_state_dicts, extract_state_dict, load_checkpoint, save_checkpoint
+from posecore.checkpoint import (
+    ConvertedStateDict,
+    ForeignObject,
+    KeyReport,
+    compare_state_dicts,
+    extract_state_dict,
+    load_checkpoint,
+    save_checkpoint,
+)
 from posecore.errors import CheckpointError
 
 
@@ -91,19 +99,18 @@ def test_saved_checkpoint_gets_the_same_permissions_as_torch_save(tmp_path: Path
 # load_checkpoint
 
 
-def test_load_refuses_pickled_arbitrary_objects(tmp_path: Path) -> None:
-    path = tmp_path / "unsafe.pth"
+def test_load_reads_an_unknown_class_as_an_inert_stand_in(tmp_path: Path) -> None:
+    path = tmp_path / "foreign.pth"
     torch.save({"state_dict": {"w": torch.ones(1)}, "extra": Arbitrary(5)}, path)
     # The file is a real pickle of our class: an unrestricted load gets the object back.
     assert torch.load(path, weights_only=False)["extra"].value == 5
-    with pytest.raises(CheckpointError) as info:
-        load_checkpoint(path)
-    message = str(info.value)
-    assert str(path) in message
-    message = message.replace(str(path), "<file>")
-    assert "need code to run" in message
-    assert "Arbitrary" in message  # torch names the offending global
-    assert "posecore convert" in message
+    loaded = load_checkpoint(path)
+    assert torch.equal(loaded["state_dict"]["w"], torch.ones(1))
+    extra = loaded["extra"]
+    assert isinstance(extra, ForeignObject) and not isinstance(extra, Arbitrary)
+    assert extra.foreign_name == f"{Arbitrary.__module__}.Arbitrary"
+    assert extra.state == {"value": 5}
+    assert repr(extra) == f"<{Arbitrary.__module__}.Arbitrary, not loaded>"
 
 
 def test_load_accepts_plain_containers_and_ordered_dicts(tmp_path: Path) -> None:
@@ -113,6 +120,165 @@ def test_load_accepts_plain_containers_and_ordered_dicts(tmp_path: Path) -> None
     loaded = load_checkpoint(str(path))
     assert loaded["step"] == 10 and loaded["tags"] == ("x", "y") and loaded["none"] is None
     assert torch.equal(loaded["model"]["b"], state["b"]) and loaded["model"]["b"].dtype == torch.int64
+
+
+# A stand-in for mmengine (not installed here): the classes an mmengine checkpoint pickles in its
+# ``message_hub``. Their __setstate__ leaves a file behind, which proves when their code ran.
+FAKE_MMENGINE = {
+    "mmengine/__init__.py": "",
+    "mmengine/logging/__init__.py": "",
+    "mmengine/logging/history_buffer.py": """
+import numpy as np
+from pathlib import Path
+
+
+class HistoryBuffer:
+    def __init__(self, values, marker):
+        self._log_history = np.asarray(values, dtype=np.float64)
+        self._count_history = np.ones(len(values))
+        self.marker = marker
+
+    def __setstate__(self, state):
+        Path(state["marker"]).touch()
+        self.__dict__.update(state)
+""",
+    "mmengine/logging/message_hub.py": """
+from pathlib import Path
+
+
+class MessageHub:
+    def __init__(self, name, log_scalars, marker):
+        self.instance_name = name
+        self._log_scalars = log_scalars
+        self._runtime_info = {"epoch": 210, "iter": 37590}
+        self.marker = marker
+
+    def __setstate__(self, state):
+        Path(state["marker"]).touch()
+        self.__dict__.update(state)
+""",
+}
+
+
+def _write_mmengine_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path, dict]:
+    """An mmengine-style checkpoint written with pickle protocol 2 while the fake mmengine is
+    importable; afterwards it is off sys.path and out of sys.modules again."""
+    import sys
+
+    import numpy as np
+
+    package = tmp_path / "fake_site"
+    for relative, source in FAKE_MMENGINE.items():
+        (package / relative).parent.mkdir(parents=True, exist_ok=True)
+        (package / relative).write_text(source, encoding="utf-8")
+    marker = tmp_path / "mmengine-code-ran"
+    state_dict = OrderedDict((k, v) for k, v in _tiny_model().state_dict().items())
+    with monkeypatch.context() as patch:
+        patch.syspath_prepend(str(package))
+        from mmengine.logging.history_buffer import HistoryBuffer
+        from mmengine.logging.message_hub import MessageHub
+
+        hub = MessageHub("run", {"train/loss": HistoryBuffer([0.5, 0.25], str(marker))}, str(marker))
+        checkpoint = {
+            "meta": {"epoch": 210, "seed": np.int64(7), "best_score": np.float64(0.757),
+                     "dataset_meta": {"flip_indices": np.arange(17), "sigmas": np.full(17, 0.025, np.float32)}},
+            "state_dict": state_dict,
+            "message_hub": hub,
+        }
+        path = tmp_path / "best_coco_AP_epoch_210.pth"
+        torch.save(checkpoint, path, pickle_protocol=2)
+    for module in [m for m in sys.modules if m == "mmengine" or m.startswith("mmengine.")]:
+        del sys.modules[module]
+    assert not marker.exists()
+    return path, marker, checkpoint
+
+
+def test_load_an_mmengine_checkpoint_without_mmengine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    import numpy as np
+
+    path, marker, written = _write_mmengine_checkpoint(tmp_path, monkeypatch)
+    loaded = load_checkpoint(path)
+    # the weights, and numpy data in meta, come back for real
+    assert list(extract_state_dict(loaded)) == list(written["state_dict"])
+    assert all(torch.equal(loaded["state_dict"][k], v) for k, v in written["state_dict"].items())
+    meta = loaded["meta"]
+    assert meta["seed"] == 7 and isinstance(meta["seed"], np.int64)
+    assert meta["best_score"] == np.float64(0.757) and isinstance(meta["best_score"], np.float64)
+    np.testing.assert_array_equal(meta["dataset_meta"]["flip_indices"], np.arange(17))
+    assert meta["dataset_meta"]["sigmas"].dtype == np.float32
+    # the framework objects are inert stand-ins that keep their state
+    hub = loaded["message_hub"]
+    assert isinstance(hub, ForeignObject) and hub.foreign_name == "mmengine.logging.message_hub.MessageHub"
+    assert hub.state["instance_name"] == "run" and hub.state["_runtime_info"] == {"epoch": 210, "iter": 37590}
+    buffer = hub.state["_log_scalars"]["train/loss"]
+    assert buffer.foreign_name == "mmengine.logging.history_buffer.HistoryBuffer"
+    np.testing.assert_array_equal(buffer.state["_log_history"], [0.5, 0.25])
+    assert not marker.exists() and "mmengine" not in sys.modules
+
+
+def test_load_never_runs_the_classes_code_even_when_importable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    path, marker, _ = _write_mmengine_checkpoint(tmp_path, monkeypatch)
+    monkeypatch.syspath_prepend(str(tmp_path / "fake_site"))
+    assert torch.load(path, weights_only=False)["message_hub"].instance_name == "run"  # a plain load runs it ...
+    assert marker.exists()
+    marker.unlink()
+    for module in [m for m in sys.modules if m.startswith("mmengine")]:
+        del sys.modules[module]
+    assert isinstance(load_checkpoint(path)["message_hub"], ForeignObject)  # ... posecore's does not
+    assert not marker.exists() and "mmengine" not in sys.modules
+
+
+class CallsSystem:
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self):  # type: ignore[override]
+        import os
+
+        return (os.system, (self.command,))
+
+
+class CallsEval:
+    def __init__(self, expression: str) -> None:
+        self.expression = expression
+
+    def __reduce__(self):  # type: ignore[override]
+        return (eval, (self.expression,))
+
+
+@pytest.mark.parametrize(
+    ("payload", "named"),
+    [(lambda marker: CallsSystem(f"touch {marker}"), "system"),
+     (lambda marker: CallsEval(f"__import__('pathlib').Path({str(marker)!r}).touch()"), "eval(")],
+    ids=["os.system", "eval"],
+)
+def test_load_refuses_a_file_that_calls_code(tmp_path: Path, payload, named: str) -> None:
+    marker = tmp_path / "code-ran"
+    path = tmp_path / "payload.pth"
+    torch.save({"state_dict": {"w": torch.ones(1)}, "meta": payload(marker)}, path, pickle_protocol=2)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    message = str(info.value)
+    assert str(path) in message and "code to run" in message and named in message
+    assert not marker.exists()
+
+
+def test_load_safetensors(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    state = {"a.weight": torch.randn(3, 2), "b": torch.arange(4)}
+    path = tmp_path / "model.safetensors"
+    save_file(state, str(path))
+    loaded = load_checkpoint(path)
+    assert loaded.keys() == state.keys() and all(torch.equal(loaded[k], v) for k, v in state.items())
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+        load_checkpoint(broken)
 
 
 def test_missing_file(tmp_path: Path) -> None:
@@ -164,6 +330,13 @@ def test_extract_nested_and_bare() -> None:
     # The first container key in priority order wins.
     other = {"c": torch.ones(1)}
     assert extract_state_dict({"model": other, "state_dict": state}) == state
+
+
+def test_extract_strips_the_data_parallel_prefix() -> None:
+    state = {"module.backbone.w": torch.ones(1), "module.head.b": torch.zeros(2)}
+    assert list(extract_state_dict({"state_dict": state})) == ["backbone.w", "head.b"]
+    mixed = {"module.a": torch.ones(1), "b": torch.ones(1)}  # not a wrapper prefix: kept as is
+    assert list(extract_state_dict(mixed)) == ["module.a", "b"]
 
 
 @pytest.mark.parametrize(
@@ -236,3 +409,24 @@ def test_compare_against_a_real_load_state_dict() -> None:
         assert f'"{key}"' in torch_message or key in torch_message
     assert report.missing == ("0.bias",) and report.unexpected == ("stray",)
     assert report.mismatched == (("0.weight", (5, 3, 3, 3), (4, 3, 3, 3)),)
+
+
+def test_dropped_keys_are_reported_but_not_problems() -> None:
+    expected = _tiny_model().state_dict()
+    given = ConvertedStateDict(expected, dropped={"backbone.cls_token": "never used"})
+    report = compare_state_dicts(expected, given, converter="some-layout")
+    assert report.clean and report.converter == "some-layout"
+    assert report.dropped == (("backbone.cls_token", "never used"),)
+    lines = report.format().splitlines()
+    assert lines[1].split(None, 2) == ["dropped", "backbone.cls_token", "never used"]
+    assert lines[-1] == "0 missing, 0 unexpected, 0 wrong shape, 1 dropped by the converter"
+
+
+def test_a_pickled_model_object_is_named_not_extracted(tmp_path: Path) -> None:
+    path = tmp_path / "whole_model.pth"
+    torch.save(_tiny_model(), path)  # torch.save(model): the classes, not a state_dict
+    loaded = load_checkpoint(path)
+    assert isinstance(loaded, ForeignObject) and loaded.foreign_name == "torch.nn.modules.container.Sequential"
+    with pytest.raises(CheckpointError, match="holds a pickled torch.nn.modules.container.Sequential object, "
+                                              "not a state_dict; save model.state_dict()"):
+        extract_state_dict(loaded, source=str(path))

@@ -4,7 +4,9 @@ Pose papers (ViTPose, HRNet, HEViTPose) report "GFLOPs" as counted by mmcv/fvcor
 multiply-accumulate (MAC) counted as one operation. PyTorch's ``FlopCounterMode`` counts a MAC
 as two FLOPs at the operator level (matmuls, convolutions, attention, transposed convolutions),
 so posecore reports its count divided by two, and says so. Element-wise ops, norms and
-activations are not counted, as in those papers.
+activations are not counted, as in those papers. Attention's two matrix products (``QK^T`` and
+``AV``) are counted, as those papers' counters count them in ViTs (ViTPose-B's 17.1 GFLOPs include
+them); PyTorch's counter misses the CPU kernels of fused attention, so posecore adds them.
 """
 
 from __future__ import annotations
@@ -15,9 +17,35 @@ from typing import Any
 import attrs
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 __all__ = ["Complexity", "count_parameters", "measure_complexity"]
+
+
+def _attention_flops(query_shape: torch.Size, key_shape: torch.Size, value_shape: torch.Size,
+                     *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+    """FLOPs (2 per MAC) of softmax(QK^T)V, as PyTorch counts its GPU attention kernels."""
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def _onednn_linear_flops(input_shape: torch.Size, weight_shape: torch.Size, *args: Any, out_shape: Any = None,
+                         **kwargs: Any) -> int:
+    """FLOPs (2 per MAC) of oneDNN's linear: every input row times the (out, in) weight."""
+    rows = 1
+    for size in input_shape[:-1]:
+        rows *= size
+    return 2 * rows * weight_shape[0] * weight_shape[1]
+
+
+#: Operators PyTorch's counter has no formula for: the CPU kernels of fused attention (and the
+#: un-decomposed op seen under ``torch.inference_mode``), and oneDNN's linear, which posecore's
+#: ViT uses in CPU inference (see :class:`posecore.models.vit.InferenceLinear`).
+_UNCOUNTED = {
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _attention_flops,
+    torch.ops.aten.scaled_dot_product_attention: _attention_flops,
+}
+if hasattr(torch.ops.mkldnn, "_linear_pointwise"):
+    _UNCOUNTED[torch.ops.mkldnn._linear_pointwise] = _onednn_linear_flops
 
 
 @attrs.frozen
@@ -61,7 +89,7 @@ def measure_complexity(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> C
     shape = tuple(image.shape) if isinstance(image, torch.Tensor) else ()
     was_training = model.training
     model.eval()
-    counter = FlopCounterMode(display=False)
+    counter = FlopCounterMode(display=False, custom_mapping=_UNCOUNTED)
     try:
         with counter:
             model(batch)

@@ -1,4 +1,9 @@
-"""``posecore convert``: foreign checkpoint -> posecore checkpoint, with a key report."""
+"""``posecore convert``: foreign checkpoint -> posecore checkpoint, with a key report.
+
+Without ``--converter`` the layout is recognised by its key prefixes (converters that can tell,
+like the ViTPose ones); with ``--preset`` the result is checked against that preset's model, and
+when several converters recognise the file the best fit wins.
+"""
 
 from __future__ import annotations
 
@@ -9,21 +14,37 @@ from posecore.errors import CheckpointError, ConfigError
 
 
 def convert_command(args: argparse.Namespace) -> int:
-    from posecore.checkpoint import compare_state_dicts, extract_state_dict, load_checkpoint, save_checkpoint
+    from posecore.checkpoint import (
+        compare_state_dicts,
+        convert_state_dict,
+        extract_state_dict,
+        load_checkpoint,
+        save_checkpoint,
+    )
 
+    if args.strict and not args.preset:
+        raise ConfigError("--strict checks the result against a model: give the model with --preset")
     host = host_from_args(args)
-    converters = host.registries.converters
-    if not args.converter:
-        raise ConfigError(f"choose a converter with --converter; available: {', '.join(converters.names()) or 'none'}")
-    convert = converters.get(args.converter).resolve()
-    state_dict = convert(extract_state_dict(load_checkpoint(args.input), source=args.input))
+    registries = host.registries
+    if args.converter:
+        registries.converters.get(args.converter)  # an unknown name fails before the file is read
+    state_dict = extract_state_dict(load_checkpoint(args.input), source=args.input)
+    expected = None
     if args.preset:
-        model = host.registries.models.build(host.registries.presets.get(args.preset).load().model)
-        report = compare_state_dicts(model.state_dict(), state_dict)
+        expected = registries.models.build(registries.presets.get(args.preset).load().model).state_dict()
+    name, converted = convert_state_dict(state_dict, converter=args.converter, expected=expected,
+                                         registries=registries, source=args.input)
+    if not args.converter:
+        print(f"layout: {f'converter {name!r}' if name else 'posecore (no conversion needed)'}")
+    if expected is not None:
+        report = compare_state_dicts(expected, converted, converter=name)
         print(report.format())
         if args.strict and not report.clean:
             raise CheckpointError(f"{args.input} does not fit preset {args.preset!r} (--strict); nothing written")
-    path = save_checkpoint({"state_dict": state_dict, "meta": {"converter": args.converter, "source": args.input}},
+    else:
+        for key, reason in converted.dropped.items():
+            print(f"dropped {key}: {reason}")
+    path = save_checkpoint({"state_dict": dict(converted), "meta": {"converter": name, "source": args.input}},
                            args.output)
-    print(f"wrote {path} ({len(state_dict)} tensors)")
+    print(f"wrote {path} ({len(converted)} tensors)")
     return 0

@@ -5,11 +5,31 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from posecore.codecs import heatmap_argmax
 
-__all__ = ["HeatmapDeconvHead"]
+__all__ = ["HeatmapDeconvHead", "HeatmapSimpleHead"]
+
+
+def _init_heatmap_layers(module: nn.Module) -> None:
+    """SimpleBaseline's and ViTPose's initialisation: convolution weights N(0, 0.001), zero biases,
+    so training starts from heatmaps near zero, the value of almost every target pixel."""
+    for layer in module.modules():
+        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(layer.weight, std=0.001)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+
+
+def _argmax_decode(heatmaps: torch.Tensor, stride: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Heatmap maxima in input pixels: keypoints (B, K, 2), scores (B, K).
+
+    Sub-pixel refinement (quarter-pixel shift, DARK, UDP) belongs to the codecs.
+    """
+    coords, scores = heatmap_argmax(heatmaps)
+    return (coords + 0.5) * stride, scores
 
 
 class HeatmapDeconvHead(nn.Module):
@@ -52,15 +72,59 @@ class HeatmapDeconvHead(nn.Module):
         self.in_channels = in_channels
         self.num_keypoints = num_keypoints
         self.heatmap_stride = input_stride / 2 ** len(deconv_channels)
+        _init_heatmap_layers(self)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """features: (B, C, h, w) -> heatmaps (B, K, h * 2^n, w * 2^n)."""
         return self.final_layer(self.deconv_layers(features))
 
     def decode(self, heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Heatmap maxima in input pixels: keypoints (B, K, 2), scores (B, K).
+        """Heatmap maxima in input pixels: keypoints (B, K, 2), scores (B, K)."""
+        return _argmax_decode(heatmaps, self.heatmap_stride)
 
-        Sub-pixel refinement (quarter-pixel shift, DARK, UDP) belongs to the codecs.
-        """
-        coords, scores = heatmap_argmax(heatmaps)
-        return (coords + 0.5) * self.heatmap_stride, scores
+
+class HeatmapSimpleHead(nn.Module):
+    """ViTPose's "simple decoder": ReLU, bilinear upsampling, then one convolution to K heatmaps.
+
+    The layout of the original (``TopdownHeatmapSimpleHead`` with no deconvolutions,
+    ``upsample=4``, ``final_conv_kernel=3``) and of Hugging Face's ``VitPoseSimpleDecoder``; its
+    only parameters are ``final_layer.{weight (K, C, k, k), bias (K,)}``.
+
+    Args:
+        in_channels: channels of the backbone feature map.
+        num_keypoints: K, the number of heatmaps.
+        upsample: bilinear scale factor (align_corners off, as the original).
+        kernel_size: 3 (padding 1) or 1.
+        input_stride: the feature map's stride w.r.t. the input image.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_keypoints: int,
+        upsample: int = 4,
+        kernel_size: int = 3,
+        input_stride: int = 16,
+    ) -> None:
+        super().__init__()
+        if kernel_size not in (1, 3):
+            raise ValueError(f"HeatmapSimpleHead.kernel_size must be 1 or 3; got {kernel_size}")
+        if upsample < 1:
+            raise ValueError(f"HeatmapSimpleHead.upsample must be >= 1; got {upsample}")
+        self.final_layer = nn.Conv2d(in_channels, num_keypoints, kernel_size, padding=kernel_size // 2)
+        self.upsample = upsample
+        self.in_channels = in_channels
+        self.num_keypoints = num_keypoints
+        self.heatmap_stride = input_stride / upsample
+        _init_heatmap_layers(self)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """features: (B, C, h, w) -> heatmaps (B, K, h * upsample, w * upsample)."""
+        features = F.relu(features)
+        if self.upsample > 1:
+            features = F.interpolate(features, scale_factor=self.upsample, mode="bilinear", align_corners=False)
+        return self.final_layer(features)
+
+    def decode(self, heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Heatmap maxima in input pixels: keypoints (B, K, 2), scores (B, K)."""
+        return _argmax_decode(heatmaps, self.heatmap_stride)

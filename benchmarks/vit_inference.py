@@ -1,0 +1,116 @@
+"""ViTPose-B inference on the CPU: posecore against Hugging Face transformers, in the same run.
+
+Both hold the same weights: transformers' ``VitPoseForPoseEstimation`` is built from the ViTPose-B
+config (classic head, random weights: no download), and its ``state_dict`` goes through posecore's
+``vitpose-hf`` converter into the ``vitpose-b-coco-256x192`` preset's model. One timed step is a
+batch of 256x192 crops in fp32 through the network *and* the decode: posecore's UDP codec
+(DARK-UDP, to crop pixels) against transformers' ``post_process_pose_estimation`` (the same
+DARK-UDP decode plus its box transform). Both run under ``torch.inference_mode``, and the steps
+alternate, so that a busy machine slows both alike.
+
+What differs: transformers refuses ``attn_implementation="sdpa"`` for ``VitPoseForPoseEstimation``,
+yet its backbone (built from its own sub-config) does run ``F.scaled_dot_product_attention``, as
+posecore's blocks do; attention is a few percent of the time either way. The linear layers, about
+90% of the MACs, are where posecore gains: in CPU inference they run through oneDNN
+(:class:`posecore.models.vit.InferenceLinear`) instead of MKL's sgemm.
+
+The issue's target: at least 1.1x transformers' img/s at batch 1 and at batch 32.
+
+    python benchmarks/vit_inference.py [--seconds 10] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from transformers import VitPoseBackboneConfig, VitPoseConfig, VitPoseForPoseEstimation, VitPoseImageProcessor
+
+import posecore
+from posecore.plugins import get_host
+
+
+def transformers_vitpose_b() -> VitPoseForPoseEstimation:
+    """transformers' ViTPose-B with its classic head, LayerNorm eps as the original (1e-6)."""
+    backbone = VitPoseBackboneConfig(image_size=[256, 192], patch_size=[16, 16], hidden_size=768, num_hidden_layers=12,
+                                     num_attention_heads=12, layer_norm_eps=1e-6, out_indices=[12])
+    return VitPoseForPoseEstimation(VitPoseConfig(backbone_config=backbone, num_labels=17, use_simple_decoder=False))
+
+
+def posecore_vitpose_b(state_dict: dict[str, torch.Tensor]) -> torch.nn.Module:
+    """The preset's model with its codec, holding transformers' weights."""
+    registries = get_host().registries
+    config = posecore.get_preset("vitpose-b-coco-256x192")
+    model = registries.models.build(config.model, codec=registries.codecs.build(config.codec))
+    converted = registries.converters.get("vitpose-hf").resolve()(state_dict)
+    model.load_state_dict(converted, strict=True)
+    return model
+
+
+def inference_steps(ours: torch.nn.Module, theirs: VitPoseForPoseEstimation, processor: VitPoseImageProcessor,
+                    batch_size: int) -> dict[str, Callable[[], Any]]:
+    """One step per library over the same batch of crops: network, then decode. Each returns an
+    object with the batch's ``heatmaps``."""
+    images = torch.randn(batch_size, 3, 256, 192)
+    boxes = [[[0.0, 0.0, 192.0, 256.0]] * batch_size]  # one image holding every crop's box
+
+    def posecore_step() -> Any:
+        with torch.inference_mode():
+            return ours.predict({"image": images})
+
+    def transformers_step() -> Any:
+        with torch.inference_mode():
+            outputs = theirs(pixel_values=images)
+            processor.post_process_pose_estimation(outputs, boxes=boxes)
+            return outputs
+
+    return {"posecore": posecore_step, "transformers": transformers_step}
+
+
+def images_per_second(steps: dict[str, Callable[[], object]], batch_size: int, seconds: float) -> dict[str, float]:
+    """img/s of each step from its median time, the steps interleaved round by round so that a
+    busy machine slows both alike."""
+    for step in steps.values():  # warm-up: allocator, oneDNN kernel selection
+        step()
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    start = time.perf_counter()
+    while len(times[next(iter(steps))]) < 3 or time.perf_counter() - start < seconds * len(steps):
+        for name, step in steps.items():
+            begin = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - begin)
+    return {name: batch_size / statistics.median(values) for name, values in times.items()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="timing per model and batch size (at least 3 steps)")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch intra-op threads")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+    theirs = transformers_vitpose_b().eval()
+    ours = posecore_vitpose_b(theirs.state_dict()).eval()
+    processor = VitPoseImageProcessor()
+    print(f"torch {torch.__version__}, {args.threads} threads; transformers attention: "
+          f"{theirs.backbone.config._attn_implementation} (backbone)")
+    print(f"{'batch':>5} {'posecore img/s':>15} {'transformers img/s':>19} {'ratio':>6} {'max |heatmap diff|':>19}")
+    for batch_size in args.batch_sizes:
+        steps = inference_steps(ours, theirs, processor, batch_size)
+        posecore_heatmaps, transformers_heatmaps = (step().heatmaps for step in steps.values())
+        difference = (posecore_heatmaps - transformers_heatmaps).abs().max().item()
+        rates = images_per_second(steps, batch_size, args.seconds)
+        ours_rate, theirs_rate = rates["posecore"], rates["transformers"]
+        print(f"{batch_size:5d} {ours_rate:15.2f} {theirs_rate:19.2f} {ours_rate / theirs_rate:6.2f} {difference:19.2e}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
