@@ -31,6 +31,7 @@ __all__ = [
     "ExperimentConfig",
     "Nested",
     "PluginError",
+    "Pose",
     "PosecoreError",
     "Preset",
     "PublishedResult",
@@ -64,6 +65,10 @@ def get_preset(name: str) -> ExperimentConfig:
 
 
 def __getattr__(name: str) -> Any:
+    if name == "Pose":  # imported on first use: ``import posecore`` stays free of torch
+        from posecore.api import Pose
+
+        return Pose
     if name == "__version__":
         from importlib.metadata import PackageNotFoundError, version
 

@@ -7,7 +7,7 @@ where every name comes from.
 
 from __future__ import annotations
 
-from posecore.components import Component, Preset, PublishedResult
+from posecore.components import Component, Converter, Preset, PublishedResult
 from posecore.hookspecs import PLUGIN_API_VERSION, hookimpl
 
 POSECORE_PLUGIN_API = PLUGIN_API_VERSION
@@ -21,7 +21,14 @@ def posecore_backbones() -> list[Component]:
             "posecore.models.backbones:TimmBackbone",
             "any timm model's feature map (ResNet, HRNet, SwinV2, ...)",
             example={"model_name": "resnet18", "out_index": 2},
-        )
+        ),
+        Component(
+            "vit",
+            "posecore.models.vit:ViT",
+            "ViTPose's plain ViT (S/B/L/H): padded patches, class-slot position embedding, feature map out",
+            example={"arch": "small", "embed_dim": 32, "depth": 2, "num_heads": 2, "drop_path_rate": 0.1,
+                     "input_size": (48, 64)},
+        ),
     ]
 
 
@@ -33,7 +40,13 @@ def posecore_heads() -> list[Component]:
             "posecore.models.heads:HeatmapDeconvHead",
             "SimpleBaseline/ViTPose classic head: stride-2 deconvs + BN + ReLU, then 1x1 conv",
             example={"in_channels": 32, "num_keypoints": 5, "deconv_channels": [16, 16]},
-        )
+        ),
+        Component(
+            "heatmap_simple",
+            "posecore.models.heads:HeatmapSimpleHead",
+            "ViTPose simple head: ReLU, bilinear x4 upsampling, then one 3x3 conv",
+            example={"in_channels": 32, "num_keypoints": 5},
+        ),
     ]
 
 
@@ -102,5 +115,39 @@ def posecore_presets() -> list[Preset]:
             "SimpleBaseline (Xiao et al., ECCV 2018): ResNet-50 + 3 deconvs, COCO 256x192",
             published=[PublishedResult("COCO", "val2017", "AP", 70.4,
                                        "Xiao et al. 2018, Table 'COCO val' (flip test, person detector boxes)")],
-        )
+        ),
+        Preset(
+            "tiny-topdown-synthetic",
+            "posecore.demo:tiny_topdown_synthetic",
+            "the embedded default: a tiny top-down model on procedural stick figures (no data needed)",
+            default=True,
+        ),
+        *(
+            Preset(
+                f"vitpose-{size}-coco-256x192",
+                f"posecore.presets:vitpose_{size}_coco",
+                f"ViTPose-{size.upper()} (Xu et al., NeurIPS 2022), classic head, COCO 256x192, mmpose 1.x recipe",
+                published=[
+                    PublishedResult("COCO", "val2017", "AP", mmpose,
+                                    "mmpose 1.x, configs/body_2d_keypoint/topdown_heatmap/coco/vitpose_coco.md "
+                                    "(classic decoder, detector boxes AP 56.4, flip test)"),
+                    PublishedResult("COCO", "val2017", "AP", original,
+                                    "ViTAE-Transformer/ViTPose README, MAE pre-training, classic decoder "
+                                    "(the original recipe)"),
+                ],
+            )
+            for size, mmpose, original in (("s", 73.9, 73.8), ("b", 75.7, 75.8), ("l", 78.2, 78.3), ("h", 78.8, 79.1))
+        ),
+    ]
+
+
+@hookimpl
+def posecore_converters() -> list[Converter]:
+    return [
+        Converter("vitpose-mmpose0x", "posecore.models.vit_convert:mmpose0x",
+                  "original ViTPose / ViTPose++ / mmpose 0.x: backbone.*, keypoint_head.*"),
+        Converter("vitpose-mmpose1x", "posecore.models.vit_convert:mmpose1x",
+                  "mmpose 1.x ViTPose (mmpretrain ViT): backbone.layers.*, backbone.ln1, head.*"),
+        Converter("vitpose-hf", "posecore.models.vit_convert:hf",
+                  "Hugging Face transformers VitPoseForPoseEstimation: backbone.embeddings/encoder.*, head.*"),
     ]

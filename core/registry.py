@@ -27,6 +27,8 @@ __all__ = [
     "COMPONENT_KINDS",
     "ComponentRegistry",
     "OFFICIAL_PLUGINS",
+    "METRIC_CONTEXT",
+    "MODEL_CONTEXT",
     "PIPELINE_CONTEXT",
     "Registries",
     "Registry",
@@ -264,6 +266,12 @@ def _first_line(exc: BaseException) -> str:
 
 #: Arguments the engine gives to every transform that takes them (see posecore.data.pipeline).
 PIPELINE_CONTEXT = ("codec", "input_size", "use_udp")
+#: Arguments the engine gives to a model whose factory takes them: the experiment's codec, so
+#: that the model decodes exactly as the pipeline encoded.
+MODEL_CONTEXT = ("codec",)
+#: Arguments the engine gives a metric whose spec leaves them unset: the annotation file of the
+#: dataset being evaluated, so a preset need not repeat its val file's path.
+METRIC_CONTEXT = ("ann_file",)
 
 
 def validate_config(config: Any, registries: Registries) -> None:
@@ -281,7 +289,8 @@ def validate_config(config: Any, registries: Registries) -> None:
         sections += [(f"data.{split}[{i}]", "transforms", s) for i, s in enumerate(getattr(config.data, split))]
     for where, kind, spec in sections:
         try:
-            registries[kind].validate(spec, provided=PIPELINE_CONTEXT if kind == "transforms" else ())
+            provided = {"transforms": PIPELINE_CONTEXT, "models": MODEL_CONTEXT, "metrics": METRIC_CONTEXT}.get(kind, ())
+            registries[kind].validate(spec, provided=provided)
         except (ConfigError, UnknownComponentError) as exc:
             needs = f" (this config uses plugins: {', '.join(config.plugins)})" if config.plugins else ""
             raise ConfigError(f"config {config.name!r}, {where}: {exc}{needs}") from None

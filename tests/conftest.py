@@ -1,4 +1,5 @@
-"""Shared fixtures: real, installed-looking plugin distributions made on the fly.
+"""Shared fixtures: real, installed-looking plugin distributions made on the fly, and a tiny
+experiment on the synthetic data for engine tests.
 
 ``fake_plugin_dist`` writes what ``pip install`` would leave in site-packages: a
 ``<dist>-<version>.dist-info/`` folder (``METADATA`` and ``entry_points.txt`` naming the plugin
@@ -17,6 +18,7 @@ import sys
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -91,3 +93,42 @@ def clean_plugin_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(os.environ):
         if key.startswith("POSECORE_"):
             monkeypatch.delenv(key)
+
+
+@pytest.fixture(scope="session")
+def synthetic_cache(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One folder for the synthetic datasets of the whole session (generated once, on first use)."""
+    return str(tmp_path_factory.mktemp("synthetic-cache"))
+
+
+@pytest.fixture(scope="session")
+def tiny_config(synthetic_cache: str) -> Callable[..., Any]:
+    """``tiny_config(**train) -> ExperimentConfig``: a model and data small enough for a few seconds of
+    CPU training (24 synthetic train images, 8 val images, ResNet-18 to stride 8 at 64x48);
+    keyword arguments override ``TrainConfig`` fields."""
+    from posecore.config import DataConfig, EvalConfig, ExperimentConfig, OptimizerConfig, ScheduleConfig, TrainConfig
+
+    def make(**train: Any) -> Any:
+        input_size = (48, 64)
+        return ExperimentConfig(
+            name="engine-test",
+            model={
+                "type": "topdown_heatmap",
+                "backbone": {"type": "timm", "model_name": "resnet18", "out_index": 2},
+                "head": {"type": "heatmap_deconv", "in_channels": 128, "num_keypoints": 17, "deconv_channels": [16],
+                         "input_stride": 8},
+                "input_size": list(input_size),
+            },
+            codec={"type": "msra_heatmap", "input_size": list(input_size), "heatmap_size": [12, 16], "sigma": 1.0},
+            data=DataConfig(
+                train=[{"type": "synthetic_people", "split": "train", "num_images": 24, "cache_dir": synthetic_cache}],
+                val=[{"type": "synthetic_people", "split": "val", "num_images": 8, "cache_dir": synthetic_cache}],
+                batch_size=8, eval_batch_size=16, num_workers=0, input_size=input_size,
+            ),
+            train=TrainConfig(**{"epochs": 2, "optimizer": OptimizerConfig(lr=1e-3),
+                                 "schedule": ScheduleConfig(type="cosine", warmup_iters=2), "val_interval": 1,
+                                 "log_interval": 1, **train}),
+            eval=EvalConfig(metrics=[{"type": "coco_ap", "metainfo": "coco"}, {"type": "pck"}], main_metric="AP"),
+        )
+
+    return make

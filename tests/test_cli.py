@@ -20,7 +20,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 OFFICIAL = ("pgvl", "vlpose", "posebh", "poseanything", "hevitpose")
-COMMANDS = ("plugins", "config", "run", "train", "eval", "predict", "convert", "flops", "doctor")
+COMMANDS = ("plugins", "config", "run", "train", "eval", "predict", "export", "convert", "flops", "doctor")
 PRESET = "simplebaseline-res50-coco-256x192"
 
 
@@ -116,8 +116,9 @@ def test_plugins_json(posecore_cli) -> None:
     _assert_official_ok(plugins)
     core = plugins["posecore"]
     assert core["builtin"] and core["status"] == "ok"
-    assert core["components"]["presets"] == [PRESET]
-    assert core["presets"][0]["published"][0]["value"] == 70.4
+    assert PRESET in core["components"]["presets"] and "tiny-topdown-synthetic" in core["components"]["presets"]
+    published = {p["name"]: p["published"] for p in core["presets"]}
+    assert published[PRESET][0]["value"] == 70.4
 
 
 def test_plugins_json_with_a_broken_plugin(posecore_cli, fake_plugin_dist) -> None:
@@ -374,15 +375,27 @@ def test_convert_refuses_pickled_code(posecore_cli, converter_site, tmp_path, mo
 # -- commands whose engine is not there yet ----------------------------------------------------
 
 
-def test_run_says_the_engine_is_missing(posecore_cli) -> None:
+def test_run_of_a_preset_without_its_data_names_the_missing_file(posecore_cli) -> None:
     result = posecore_cli("run", "--preset", PRESET, "train.epochs=1")
     assert result.returncode == 2
-    assert f"config '{PRESET}' is valid" in result.stderr and "engine" in result.stderr
+    assert "annotation file not found" in result.stderr and "person_keypoints_train2017.json" in result.stderr
     assert "Traceback" not in result.stderr
 
 
-def test_run_without_a_preset_fails_cleanly(posecore_cli) -> None:
-    result = posecore_cli("run")
+NO_DEFAULT_PRESET = """
+    from posecore import Preset, hookimpl
+
+    POSECORE_PLUGIN_API = 1
+
+    @hookimpl
+    def posecore_presets():
+        return [Preset("nodefault-preset", "posecore.presets:simplebaseline_res50_coco", "not the default")]
+"""
+
+
+def test_run_of_a_plugin_without_a_default_preset_fails_cleanly(posecore_cli, fake_plugin_dist) -> None:
+    site = fake_plugin_dist("nodefault", NO_DEFAULT_PRESET)
+    result = posecore_cli("run", "--plugin", "nodefault", path=(site,))
     assert result.returncode == 2
-    assert "--preset" in result.stderr and PRESET in result.stderr
+    assert "--preset" in result.stderr and "nodefault-preset" in result.stderr
     assert "Traceback" not in result.stderr

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -33,7 +34,12 @@ def _run(*command: str | Path, env: dict[str, str] | None = None, cwd: Path | No
 
 
 def _build_wheel(source: Path, out: Path) -> Path:
-    _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q", "-w", out, source)
+    # Build from a clean copy: setuptools reuses a checkout's build/ folder, whose stale files
+    # would otherwise end up in the wheel (and hide missing ones).
+    clean = out.parent / f"src-{source.name}"
+    shutil.copytree(source, clean, ignore=shutil.ignore_patterns("build", "dist", "*.egg-info", "__pycache__", ".git",
+                                                                 "runs", "tests", "benchmarks"))
+    _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q", "-w", out, clean)
     name = tomllib.loads((source / "pyproject.toml").read_text())["project"]["name"].replace("-", "_")
     (wheel,) = out.glob(f"{name}-*.whl")
     return wheel

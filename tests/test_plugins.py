@@ -469,9 +469,9 @@ def test_cli_arguments_hook_extends_predict_parsing(fake_plugin_dist, plugin_env
     args = ("predict", "--preset", "simplebaseline-res50-coco-256x192", "--support", "imgs/")
     with_plugin = _posecore(*args, env=plugin_env(fake_plugin_dist("support", SUPPORT_OPTION)), cwd=tmp_path)
     without = _posecore(*args, env=plugin_env(), cwd=tmp_path)
-    # with the plugin the option parses, and predict gets as far as its engine message
+    # with the plugin the option parses, and predict gets as far as asking for its inputs
     assert "unrecognized arguments" not in with_plugin.stderr
-    assert "engine" in with_plugin.stderr and "Traceback" not in with_plugin.stderr
+    assert "give at least one INPUT" in with_plugin.stderr and "Traceback" not in with_plugin.stderr
     # without it, argparse rejects the option
     assert without.returncode == 2 and "unrecognized arguments: --support" in without.stderr
 

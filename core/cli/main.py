@@ -19,10 +19,11 @@ __all__ = ["build_parser", "main"]
 COMMANDS: dict[str, tuple[str, str]] = {
     "plugins": ("posecore.cli.info:plugins_command", "list installed plugins, their versions and components"),
     "config": ("posecore.cli.config_cmd:config_command", "print a preset's fully resolved config as YAML"),
-    "run": ("posecore.cli.pending:run_command", "train and evaluate a plugin's preset (default: the embedded demo)"),
-    "train": ("posecore.cli.pending:run_command", "train a preset or config file"),
+    "run": ("posecore.cli.train:run_command", "train and evaluate a plugin's preset (default: the embedded demo)"),
+    "train": ("posecore.cli.train:run_command", "train a preset or config file"),
     "eval": ("posecore.cli.evaluate:eval_command", "evaluate a checkpoint, or a predictions file (--gt/--pred)"),
-    "predict": ("posecore.cli.pending:run_command", "predict keypoints on images, folders or videos"),
+    "predict": ("posecore.cli.predict:predict_command", "predict keypoints on images, folders or videos"),
+    "export": ("posecore.cli.train:export_command", "export a model to ONNX (image -> heatmaps)"),
     "convert": ("posecore.cli.convert:convert_command", "convert a foreign checkpoint with a plugin's converter"),
     "flops": ("posecore.cli.flops:flops_command", "params and GFLOPs of presets' models"),
     "doctor": ("posecore.cli.info:doctor_command", "python, torch, devices, accelerate and plugin report"),
@@ -52,13 +53,30 @@ def _add_command_arguments(name: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--config", dest="config_file", help="an experiment YAML file instead of a preset")
         parser.add_argument("--output", "-o", help="write the YAML to this file instead of printing it")
         parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides, e.g. train.epochs=5")
+    elif name == "predict":
+        from posecore.cli.predict import add_predict_arguments
+
+        parser.add_argument("--preset", help="preset name (default: the checkpoint's own config)")
+        parser.add_argument("--output", help="output folder (default: runs/predict-<time>)")
+        add_predict_arguments(parser)
     elif name in EXTENSIBLE:
         parser.add_argument("--preset", help="preset name (default: the plugin's default preset)")
         parser.add_argument("--config", dest="config_file", help="an experiment YAML file instead of a preset")
-        parser.add_argument("--data", help="dataset root (default: the embedded synthetic data)")
+        parser.add_argument("--data", help="root that relative dataset paths are read from (default: the working "
+                            "directory; the default presets need no data)")
         parser.add_argument("--output", help="run directory (default: runs/<preset>-<time>)")
         parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+        if name in ("run", "train"):
+            parser.add_argument("--epochs", type=int, help="shorthand for train.epochs=N (0: evaluate the untrained model)")
+            parser.add_argument("--resume", metavar="RUN", help="continue a run directory (or its checkpoints/latest.pth)")
+            parser.add_argument("--num-processes", type=int, default=1, metavar="N",
+                                help="train in N processes (GPUs, or CPU processes with gloo)")
+            parser.add_argument("--quiet", action="store_true", help="no progress output")
         if name == "eval":
+            group = parser.add_argument_group("evaluating a model")
+            group.add_argument("--checkpoint", help="weights to evaluate (a posecore best.pth carries its config)")
+            group.add_argument("--split", choices=("val", "test"), default="val", help="which datasets of the config")
+            group.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
             from posecore.cli.evaluate import add_eval_arguments
 
             add_eval_arguments(parser)
@@ -68,6 +86,13 @@ def _add_command_arguments(name: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--strict", action="store_true", help="fail unless every key matches the preset's model")
         parser.add_argument("input", help="foreign checkpoint file")
         parser.add_argument("output", help="where to write the posecore checkpoint")
+    elif name == "export":
+        parser.add_argument("--format", choices=("onnx",), default="onnx", help="export format")
+        parser.add_argument("--checkpoint", help="weights (a posecore best.pth carries its config)")
+        parser.add_argument("--preset", help="preset of a foreign checkpoint")
+        parser.add_argument("--config", dest="config_file", help="an experiment YAML file instead of a preset")
+        parser.add_argument("--output", "-o", help="the .onnx file (default: <preset>.onnx)")
+        parser.add_argument("--opset", type=int, default=18, help="ONNX opset version")
     elif name == "flops":
         parser.add_argument("--preset", dest="presets", action="append", metavar="NAME",
                             help="preset(s) to measure (default: every preset, or the selected plugin's)")

@@ -162,7 +162,14 @@ class StageConfig:
 
 @attrs.frozen
 class TrainConfig:
-    """Optimisation settings for the trainer."""
+    """Optimisation settings for the trainer.
+
+    Attributes:
+        val_interval: evaluate every this many epochs (and always after the last one).
+        checkpoint_interval: also write ``latest.pth`` every this many optimiser steps (0: only at
+            the end of each epoch); a run killed mid-epoch resumes from there bit-exactly.
+        log_interval: optimiser steps between lines of the JSONL log.
+    """
 
     epochs: int = attrs.field(default=210, validator=at_least(0))
     optimizer: OptimizerConfig = OptimizerConfig()
@@ -174,6 +181,8 @@ class TrainConfig:
     ema_decay: float | None = attrs.field(default=None, validator=optional(in_range(0.0, 1.0, low_open=True)))
     seed: int = 0
     val_interval: int = attrs.field(default=10, validator=at_least(1))
+    checkpoint_interval: int = attrs.field(default=0, validator=at_least(0))
+    log_interval: int = attrs.field(default=20, validator=at_least(1))
 
     @stages.validator
     def _check_stages(self, attribute: attrs.Attribute, value: tuple[StageConfig, ...]) -> None:

@@ -43,11 +43,17 @@ DATASETS: list[Component] = [
               "MPII (16): HRNet/mmpose json, head boxes from mpii_gt_val.mat for PCKh",
               example="posecore.data.mpii:write_example"),
     Component("interhand2d", "posecore.data.interhand:InterHand2DDataset",
-              "InterHand2.6M (2 x 21): 2D keypoints projected from the 3D joints and cameras",
+              "InterHand2.6M: 2D keypoints projected from the 3D joints and cameras; both hands (42) or each (21)",
               example="posecore.data.interhand:write_example"),
     Component("mp100", "posecore.data.mp100:MP100Dataset",
               "MP-100 category-agnostic pose: per-category keypoints and skeleton, support/query episodes",
               example="posecore.data.mp100:write_example"),
+    Component("synthetic_people", "posecore.data.synthetic:synthetic_people",
+              "procedural COCO-17 stick figures, generated once into the cache (the embedded default data)",
+              example="posecore.data.synthetic:write_people_example"),
+    Component("synthetic_categories", "posecore.data.synthetic:synthetic_categories",
+              "procedural creatures of 32 categories, 8 held out, MP-100 layout (category-agnostic default data)",
+              example="posecore.data.synthetic:write_categories_example"),
 ]
 
 TRANSFORMS: list[Component] = [

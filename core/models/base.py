@@ -14,7 +14,11 @@ import attrs
 import torch
 from torch import nn
 
-__all__ = ["Batch", "PoseModel", "PoseResult"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Batch", "ImageNormalizer", "PoseModel", "PoseResult", "batch_flip_indices"]
+
+#: Pixel statistics every backbone here was pre-trained with (RGB, in [0, 1] units).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 #: A collated batch: tensors keyed by the :class:`posecore.data.Sample` field names.
 Batch = Mapping[str, Any]
@@ -46,8 +50,13 @@ class PoseModel(nn.Module):
         """Training losses by name; the trainer back-propagates the sum of all entries."""
         raise NotImplementedError
 
-    def predict(self, batch: Batch) -> PoseResult:
-        """Predictions in input-image pixels (decoding in fp32)."""
+    def predict(self, batch: Batch, *, flip_test: bool = False) -> PoseResult:
+        """Predictions in the pixels of the network input (the crop), decoded in fp32.
+
+        ``flip_test``: also run the horizontally mirrored input and average (models whose method
+        has no flip test accept and ignore it). The engine maps the keypoints back to the
+        original image with the sample's ``warp``.
+        """
         raise NotImplementedError
 
     def example_batch(self, batch_size: int = 1) -> dict[str, torch.Tensor]:
@@ -58,3 +67,37 @@ class PoseModel(nn.Module):
     def on_stage(self, index: int, options: Mapping[str, Any]) -> None:
         """Called by the trainer when stage ``index`` of ``TrainConfig.stages`` begins, with that
         stage's ``options``. The trainer itself handles freezing and learning rates."""
+
+
+class ImageNormalizer(nn.Module):
+    """uint8 ``(B, 3, H, W)`` images -> float, normalised by mean/std, on the model's device.
+
+    The data pipeline leaves images as uint8 so that workers send a quarter of the bytes and the
+    normalisation runs batched where the model runs. Float images are taken as already
+    normalised (``example_batch``, exported graphs). The statistics are non-persistent buffers:
+    they are configuration, and foreign checkpoints do not carry them.
+    """
+
+    def __init__(self, mean: tuple[float, float, float] = IMAGENET_MEAN, std: tuple[float, float, float] = IMAGENET_STD) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1) * 255.0, persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1) * 255.0, persistent=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.is_floating_point():
+            return images
+        return (images.float() - self.mean) / self.std
+
+
+def batch_flip_indices(batch: Batch) -> list[int]:
+    """The flip partner of each keypoint for a batch, from its samples' metainfo.
+
+    A batch mixing keypoint sets cannot be flipped as one tensor; that is a data-loading error.
+    """
+    metas = batch.get("meta")
+    if not metas:
+        raise ValueError("flip test needs the samples' 'meta' (their DatasetMeta) in the batch")
+    flip_indices = list(metas[0].flip_indices) or list(range(metas[0].num_keypoints))
+    if any((list(meta.flip_indices) or list(range(meta.num_keypoints))) != flip_indices for meta in metas[1:]):
+        raise ValueError("flip test: this batch mixes keypoint sets with different flip indices; evaluate each dataset on its own")
+    return flip_indices

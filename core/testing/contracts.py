@@ -73,10 +73,14 @@ def check_dataset(registries: Registries, name: str, workdir: Path) -> None:
     assert meta is not None, f"dataset {name!r} needs a meta attribute (DatasetMeta)"
     samples = []
     for index in (0, len(dataset) - 1):
-        samples.append(dataset[index])
-        check_sample(samples[-1], meta.num_keypoints, where=f"dataset {name!r} sample {index}")
-    batch = collate_samples(samples)
-    assert tuple(batch["keypoints"].shape) == (2, meta.num_keypoints, 2)
+        sample = dataset[index]
+        # Category-agnostic data (MP-100) gives each sample its own category's keypoint set.
+        own = sample.get("meta", meta)
+        check_sample(sample, own.num_keypoints, where=f"dataset {name!r} sample {index}")
+        samples.append(sample)
+    same = [s for s in samples if s["meta"].num_keypoints == samples[0]["meta"].num_keypoints]
+    batch = collate_samples(same)
+    assert tuple(batch["keypoints"].shape) == (len(same), samples[0]["meta"].num_keypoints, 2)
 
 
 def check_model(registries: Registries, name: str, workdir: Path) -> None:

@@ -1,0 +1,132 @@
+"""The engine from the outside: posecore run / eval / predict / export, the Pose API, 2 processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from posecore.config import save_config
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def posecore(*args: str, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POSECORE_")}
+    return subprocess.run([sys.executable, "-m", "posecore", *args], capture_output=True, text=True, cwd=cwd, env=env,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_config, tmp_path_factory):
+    """One 1-epoch run through the CLI, shared by the tests below."""
+    folder = tmp_path_factory.mktemp("run")
+    save_config(tiny_config(epochs=1), folder / "tiny.yaml")
+    result = posecore("run", "--config", str(folder / "tiny.yaml"), "--output", str(folder / "run"), "--quiet")
+    assert result.returncode == 0, result.stderr
+    return folder
+
+
+def test_run_prints_the_result_and_writes_the_run_directory(trained_run):
+    metrics = json.loads((trained_run / "run" / "metrics.json").read_text())
+    assert metrics["main_metric"] == "AP" and 0.0 <= metrics["AP"] <= 1.0
+    assert (trained_run / "run" / "checkpoints" / "best.pth").is_file()
+
+
+def test_eval_checkpoint_reproduces_the_run_metrics(trained_run):
+    result = posecore("eval", "--checkpoint", str(trained_run / "run" / "checkpoints" / "best.pth"), "--json")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    table = next(iter(document["metrics"].values()))
+    metrics = json.loads((trained_run / "run" / "metrics.json").read_text())
+    assert table["AP"] == metrics["AP"] and table["PCK@0.2/instance"] == metrics["PCK@0.2/instance"]
+
+
+def test_two_processes_give_the_metrics_of_one(trained_run, tmp_path):
+    """Resuming the finished 1-process run in 2 gloo processes evaluates the same weights on two
+    shards (the 8 val images give an uneven split, so padding is exercised): identical tables."""
+    one = json.loads((trained_run / "run" / "metrics.json").read_text())
+    copy = tmp_path / "two"
+    shutil.copytree(trained_run / "run", copy)
+    (copy / "metrics.json").unlink()
+    result = posecore("run", "--config", str(trained_run / "tiny.yaml"), "--resume", str(copy), "--quiet",
+                      "--num-processes", "2")
+    assert result.returncode == 0, result.stderr
+    two = json.loads((copy / "metrics.json").read_text())
+    assert {k: v for k, v in two.items() if k != "best"} == {k: v for k, v in one.items() if k != "best"}
+
+
+def test_two_processes_train(tiny_config, tmp_path):
+    save_config(tiny_config(epochs=1), tmp_path / "tiny.yaml")
+    result = posecore("run", "--config", str(tmp_path / "tiny.yaml"), "--output", str(tmp_path / "run"), "--quiet",
+                      "--num-processes", "2")
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    train = [r for r in records if r["kind"] == "train"]
+    assert train and all(np.isfinite(r["loss"]) for r in train)
+
+
+def test_predict_draws_and_writes_coco_results_for_detector_boxes(trained_run, tmp_path):
+    detections = json.loads((SHARED / "coco" / "test_coco_det_AP_H_56.json").read_text())
+    expected = sum(d["score"] > 0.3 for d in detections)
+    result = posecore("predict", "--checkpoint", str(trained_run / "run" / "checkpoints" / "best.pth"),
+                      "--boxes", str(SHARED / "coco" / "test_coco_det_AP_H_56.json"), str(SHARED / "coco"),
+                      "--output", str(tmp_path), "--heatmaps")
+    assert result.returncode == 0, result.stderr
+    predictions = json.loads((tmp_path / "predictions.json").read_text())
+    assert len(predictions) == expected == 33
+    assert all(len(p["keypoints"]) == 17 * 3 for p in predictions)
+    assert {p["image_id"] for p in predictions} == {1, 2, 3, 4}
+    drawn = sorted(p.name for p in tmp_path.glob("*.jpg"))
+    assert len(drawn) == 8 and "000000000785_heatmaps.jpg" in drawn
+
+
+def test_predict_errors_name_the_input(trained_run, tmp_path):
+    result = posecore("predict", "--checkpoint", str(trained_run / "run" / "checkpoints" / "best.pth"),
+                      str(tmp_path / "missing.jpg"))
+    assert result.returncode == 2 and "input not found" in result.stderr and "missing.jpg" in result.stderr
+
+
+def test_pose_api_matches_the_evaluation_of_the_same_boxes(trained_run, tiny_config):
+    """Pose on an image with a val instance's box predicts what evaluation predicted for it."""
+    from posecore import Pose
+    from posecore.api import load_model
+    from posecore.engine.builder import build_eval_sets
+    from posecore.engine.evaluation import predict_dataset
+
+    checkpoint = trained_run / "run" / "checkpoints" / "best.pth"
+    model, config, _ = load_model(checkpoint, device="cpu")
+    eval_set = build_eval_sets(config, codec=model.codec)[0]
+    results = predict_dataset(model, eval_set.dataset, batch_size=4, flip_test=True)
+    pose = Pose(checkpoint, device="cpu")
+    source = eval_set.dataset.dataset
+    for result in results[:3]:
+        annotation = source.annotation(result["sample_index"])
+        prediction = pose(annotation["image_path"], [[annotation["bbox"]]])[0]
+        np.testing.assert_allclose(prediction.keypoints[0], result["keypoints"], atol=1e-3)
+    whole = pose([np.zeros((60, 40, 3), np.uint8)] * 2)
+    assert [p.keypoints.shape for p in whole] == [(1, 17, 2)] * 2
+
+
+def test_export_onnx_matches_the_model_in_onnxruntime(trained_run, tmp_path):
+    import onnxruntime
+
+    from posecore.api import load_model
+
+    checkpoint = trained_run / "run" / "checkpoints" / "best.pth"
+    result = posecore("export", "--checkpoint", str(checkpoint), "-o", str(tmp_path / "tiny.onnx"))
+    assert result.returncode == 0, result.stderr
+    model, _, _ = load_model(checkpoint, device="cpu")
+    images = torch.randn(3, 3, 64, 48)
+    session = onnxruntime.InferenceSession(str(tmp_path / "tiny.onnx"))
+    exported = session.run(None, {"image": images.numpy()})[0]
+    with torch.no_grad():
+        native = model({"image": images}).numpy()
+    np.testing.assert_allclose(exported, native, atol=1e-4)
