@@ -655,3 +655,13 @@ def test_every_metric_follows_the_protocol_and_builds_from_the_registry(tmp_path
     assert compute(example, gt_as_results(example))["AP"] == 1.0
     with pytest.raises(ConfigError, match="has no argument 'nms_th'.*did you mean 'nms_thr'"):
         registries.metrics.validate({"type": "coco_ap", "ann_file": "x.json", "nms_th": 0.5})
+
+
+def test_queries_of_different_episodes_are_not_duplicates():
+    """Few-shot evaluation scores one instance once per episode it is the query of."""
+    from posecore.metrics.base import ResultBuffer
+
+    base = {"image_id": 3, "id": 7, "bbox": np.array([0.0, 0.0, 10.0, 10.0])}
+    buffer = ResultBuffer("pck", ())
+    buffer.extend([{**base, "episode": 0}, {**base, "episode": 1}, {**base, "episode": 1}])
+    assert [r["episode"] for r in buffer.unique()] == [0, 1]

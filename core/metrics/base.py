@@ -35,6 +35,7 @@ class InstanceResult(TypedDict, total=False):
     gt_visibility: np.ndarray  # (K,) 0 = not labelled / not to be scored
     gt_bbox: np.ndarray  # (4,) x1, y1, x2, y2
     head_size: float  # MPII: 0.6 x head-box diagonal
+    episode: int  # few-shot evaluation: the episode this query belongs to
 
 
 @runtime_checkable
@@ -53,11 +54,13 @@ class Metric(Protocol):
     def compute(self) -> dict[str, float]: ...
 
 
-InstanceKey = tuple[int, int, tuple[float, ...], bytes]
+InstanceKey = tuple[int, int, tuple[float, ...], int, bytes]
 
 
 def instance_key(result: InstanceResult) -> InstanceKey:
-    """The identity of a result: ``(image_id, id, bbox)``; ``id`` is -1 and ``bbox`` empty when absent.
+    """The identity of a result: ``(image_id, id, bbox, episode)``; ``id`` and ``episode`` are -1 and
+    ``bbox`` empty when absent. Few-shot evaluation makes one instance the query of several
+    episodes; ``episode`` keeps those apart.
 
     A result with neither ``id`` nor ``bbox`` (a bottom-up person, a line of a results file) is
     identified by its predicted keypoints as well, so that only exact copies collapse.
@@ -68,7 +71,7 @@ def instance_key(result: InstanceResult) -> InstanceKey:
     extra = b""
     if not box and ann_id == -1 and "keypoints" in result:
         extra = np.ascontiguousarray(result["keypoints"], dtype=np.float64).tobytes()
-    return int(result.get("image_id", -1)), ann_id, box, extra
+    return int(result.get("image_id", -1)), ann_id, box, int(result.get("episode", -1)), extra
 
 
 class ResultBuffer:
