@@ -165,7 +165,9 @@ def test_run_writes_everything_a_user_looks_at(synthetic_cache, tiny_config, tmp
     records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records if r["kind"] == "eval"] == [1, 2]
     train = [r for r in records if r["kind"] == "train"]
-    assert len(train) == 2 * _batches_per_epoch(synthetic_cache) and all(math.isfinite(r["loss"]) and r["images_per_s"] > 0 for r in train)
+    assert len(train) == 2 * _batches_per_epoch(synthetic_cache)
+    assert all(math.isfinite(r["loss"]) and r["images_per_s"] > 0 for r in train)
+    assert all(r["loss"] == pytest.approx(r["loss_heatmap"]) for r in train)  # one loss term: the same mean
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert load_config(tmp_path / "config.yaml") == tiny_config()
     pictures = sorted(p.name for p in (tmp_path / "predictions").iterdir())

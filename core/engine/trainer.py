@@ -273,7 +273,8 @@ class Trainer:
         self.progress.start(f"epoch {self.state.epoch + 1}/{config.train.epochs}", self.batches_per_epoch,
                             self.state.batches_done)
         base_lr = self._base_lr()
-        window_loss, window_images, window_start = 0.0, 0, time.perf_counter()
+        window_loss, window_batches, window_images, window_start = 0.0, 0, 0, time.perf_counter()
+        window_terms: dict[str, float] = {}
         for batch in self.loader:
             if self.state.batches_done >= self.batches_per_epoch:
                 break
@@ -293,6 +294,9 @@ class Trainer:
             self.state.batches_done = position
             images = int(batch["image"].shape[0])
             window_loss += float(loss.detach())
+            for name, value in losses.items():
+                window_terms[name] = window_terms.get(name, 0.0) + float(value.detach())
+            window_batches += 1
             window_images += images
             self.progress.advance(1, loss=float(loss.detach()), lr=lr)
             if ends_step:
@@ -300,10 +304,11 @@ class Trainer:
                 if self.main and self.state.optimizer_steps % config.train.log_interval == 0:
                     elapsed = time.perf_counter() - window_start
                     self._log({"kind": "train", "epoch": self.state.epoch, "step": self.state.optimizer_steps,
-                               "loss": window_loss / max(1, window_images) * images, "lr": lr,
-                               **{name: float(value.detach()) for name, value in losses.items()},
+                               "loss": window_loss / window_batches, "lr": lr,
+                               **{name: total / window_batches for name, total in window_terms.items()},
                                "images_per_s": window_images * accelerator.num_processes / max(elapsed, 1e-9)})
-                    window_loss, window_images, window_start = 0.0, 0, time.perf_counter()
+                    window_loss, window_batches, window_images, window_start = 0.0, 0, 0, time.perf_counter()
+                    window_terms = {}
                 interval = config.train.checkpoint_interval
                 if interval and self.state.optimizer_steps % interval == 0 and position < self.batches_per_epoch:
                     self._save_latest()
