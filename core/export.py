@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from posecore.errors import ConfigError
 from posecore.fileio import atomic_write
 
 __all__ = ["export_onnx"]
@@ -35,6 +36,11 @@ class _HeatmapGraph(nn.Module):
 
 def export_onnx(model: nn.Module, path: str | Path, input_size: tuple[int, int], *, opset: int = 18) -> Path:
     """Write ``model``'s image-to-heatmaps graph to ``path`` (atomically); ``input_size`` is (width, height)."""
+    try:
+        import onnx  # noqa: F401  (torch's exporter needs both)
+        import onnxscript  # noqa: F401
+    except ImportError:
+        raise ConfigError("ONNX export needs the onnx and onnxscript packages: pip install 'posecore[onnx]'") from None
     graph = _HeatmapGraph(model).eval()
     width, height = input_size
     example = torch.randn(2, 3, height, width)

@@ -25,6 +25,7 @@ from posecore.errors import ConfigError, PluginError, UnknownComponentError, did
 
 __all__ = [
     "COMPONENT_KINDS",
+    "DATASET_ENGINE_KEYS",
     "ComponentRegistry",
     "OFFICIAL_PLUGINS",
     "METRIC_CONTEXT",
@@ -272,6 +273,30 @@ MODEL_CONTEXT = ("codec",)
 #: Arguments the engine gives a metric whose spec leaves them unset: the annotation file of the
 #: dataset being evaluated, so a preset need not repeat its val file's path.
 METRIC_CONTEXT = ("ann_file",)
+#: Keys of a dataset spec that the engine reads and the dataset's factory never sees: the dataset's
+#: own ``codec`` (training sets only) and ``pipeline`` (see posecore.engine.builder.split_dataset_spec).
+DATASET_ENGINE_KEYS = ("codec", "pipeline")
+
+
+def _dataset_sections(split: str, specs: Sequence[Any]) -> list[tuple[str, str, Any]]:
+    """A dataset spec's sections: the dataset without its engine keys, then its codec and transforms."""
+    sections: list[tuple[str, str, Any]] = []
+    for i, raw in enumerate(specs):
+        spec = ComponentSpec.parse(raw)
+        where = f"data.{split}[{i}]"
+        sections.append((where, "datasets", ComponentSpec(spec.type, {k: v for k, v in spec.args.items()
+                                                                      if k not in DATASET_ENGINE_KEYS})))
+        if spec.args.get("codec") is not None:
+            if split != "train":
+                raise ConfigError(f"{where}: an evaluation dataset cannot set its own codec (the model decodes with "
+                                  "the experiment's 'codec'); remove it")
+            sections.append((f"{where}.codec", "codecs", spec.args["codec"]))
+        pipeline = spec.args.get("pipeline")
+        if pipeline is not None:
+            if not isinstance(pipeline, (list, tuple)):
+                raise ConfigError(f"{where}.pipeline must be a list of transforms; got {type(pipeline).__name__}")
+            sections += [(f"{where}.pipeline[{j}]", "transforms", item) for j, item in enumerate(pipeline)]
+    return sections
 
 
 def validate_config(config: Any, registries: Registries) -> None:
@@ -283,7 +308,10 @@ def validate_config(config: Any, registries: Registries) -> None:
     if config.codec is not None:
         sections.append(("codec", "codecs", config.codec))
     for split in ("train", "val", "test"):
-        sections += [(f"data.{split}[{i}]", "datasets", s) for i, s in enumerate(getattr(config.data, split))]
+        try:
+            sections += _dataset_sections(split, getattr(config.data, split))
+        except ConfigError as exc:
+            raise ConfigError(f"config {config.name!r}, {exc}") from None
     sections += [(f"eval.metrics[{i}]", "metrics", s) for i, s in enumerate(config.eval.metrics)]
     for split in ("train_pipeline", "test_pipeline"):
         sections += [(f"data.{split}[{i}]", "transforms", s) for i, s in enumerate(getattr(config.data, split))]

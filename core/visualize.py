@@ -83,16 +83,17 @@ def heatmap_overlay(image: np.ndarray, heatmaps: np.ndarray, *, alpha: float = 0
 
 
 def contact_sheet(images: Sequence[np.ndarray], columns: int = 4, cell: int = 256) -> np.ndarray:
-    """Images scaled to fit ``cell`` x ``cell`` and laid out in a grid on black."""
+    """Images scaled to a common width ``cell`` (rows as tall as the tallest) in a grid on black."""
     if not images:
         raise ValueError("contact_sheet needs at least one image")
+    height = max(1, int(round(cell * max(image.shape[0] / image.shape[1] for image in images))))
     rows = -(-len(images) // columns)
-    sheet = np.zeros((rows * cell, min(columns, len(images)) * cell, 3), np.uint8)
+    sheet = np.zeros((rows * height, min(columns, len(images)) * cell, 3), np.uint8)
     for index, image in enumerate(images):
-        scale = cell / max(image.shape[:2])
+        scale = min(cell / image.shape[1], height / image.shape[0])
         resized = cv2.resize(image, (max(1, int(image.shape[1] * scale)), max(1, int(image.shape[0] * scale))),
                              interpolation=cv2.INTER_AREA)
-        top, left = (index // columns) * cell, (index % columns) * cell
+        top, left = (index // columns) * height, (index % columns) * cell
         sheet[top:top + resized.shape[0], left:left + resized.shape[1]] = resized
     return sheet
 

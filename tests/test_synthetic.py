@@ -125,6 +125,6 @@ def test_overlay_sheet_and_atomic_save(tmp_path):
     overlay = heatmap_overlay(image, heatmaps)
     assert overlay.shape == image.shape and not np.array_equal(overlay, image)
     sheet = contact_sheet([image, overlay, image], columns=2, cell=32)
-    assert sheet.shape == (64, 64, 3)
+    assert sheet.shape == (2 * 21, 64, 3)  # 60x40 images at width 32: rows 21 pixels tall
     path = save_image(sheet, tmp_path / "sheet.png")
-    assert read_image(path).shape == (64, 64, 3) and list(tmp_path.iterdir()) == [path]
+    assert read_image(path).shape == (42, 64, 3) and list(tmp_path.iterdir()) == [path]

@@ -20,9 +20,10 @@ from posecore.data.dataset import PipelineDataset
 from posecore.data.pipeline import build_pipeline, standard_topdown_pipeline
 from posecore.errors import ConfigError, DataError
 from posecore.models.base import PoseModel
+from posecore.registry import DATASET_ENGINE_KEYS
 
 __all__ = ["EvalSet", "TrainSet", "build_codec", "build_eval_sets", "build_model", "build_train_set", "experiment_pipeline",
-           "resolve_data_paths"]
+           "resolve_data_paths", "split_dataset_spec"]
 
 
 def _registries(registries: Any) -> Any:
@@ -70,10 +71,13 @@ def _use_udp(codec: Any) -> bool:
     return isinstance(codec, UDPHeatmap)
 
 
-def experiment_pipeline(config: ExperimentConfig, registries: Any, codec: Any, train: bool) -> Any:
-    """The experiment's train or test pipeline (the standard top-down one unless the config lists transforms)."""
+def experiment_pipeline(config: ExperimentConfig, registries: Any, codec: Any, train: bool,
+                        specs: Sequence[ComponentSpec] | None = None) -> Any:
+    """The experiment's train or test pipeline (the standard top-down one unless the config lists
+    transforms); ``specs`` replaces the config's list (a dataset's own ``pipeline``)."""
     registries = _registries(registries)
-    specs = config.data.train_pipeline if train else config.data.test_pipeline
+    if specs is None:
+        specs = config.data.train_pipeline if train else config.data.test_pipeline
     if not specs:
         if train and codec is None:
             raise ConfigError(
@@ -88,6 +92,37 @@ def experiment_pipeline(config: ExperimentConfig, registries: Any, codec: Any, t
     return build_pipeline(specs, registries, **context)
 
 
+def split_dataset_spec(spec: ComponentSpec) -> tuple[ComponentSpec, ComponentSpec | None, tuple[ComponentSpec, ...] | None]:
+    """A dataset spec without its engine keys, plus their values: ``(dataset, codec, pipeline)``.
+
+    A dataset in ``data.train`` (or ``val``/``test``) may carry ``codec: {type: ...}`` and
+    ``pipeline: [...]``: that dataset's samples are then encoded with its own codec and go through
+    its own transforms instead of the experiment's (multi-dataset training where the datasets
+    differ, as PoseBH's UDP targets for COCO/MPII and MSRA targets elsewhere, or no half-body
+    crops for MPII). ``None`` where the spec leaves the experiment's in force.
+    """
+    args = {key: value for key, value in spec.args.items() if key not in DATASET_ENGINE_KEYS}
+    codec = spec.args.get("codec")
+    pipeline = spec.args.get("pipeline")
+    return (ComponentSpec(spec.type, args), None if codec is None else ComponentSpec.parse(codec),
+            None if pipeline is None else tuple(ComponentSpec.parse(item) for item in pipeline))
+
+
+class _Pipelines:
+    """The pipeline of each dataset of a split, built once per distinct (codec, pipeline) choice."""
+
+    def __init__(self, config: ExperimentConfig, registries: Any, codec: Any, train: bool) -> None:
+        self.config, self.registries, self.codec, self.train = config, registries, codec, train
+        self._built: dict[tuple[str, str], Any] = {}
+
+    def for_dataset(self, codec_spec: ComponentSpec | None, pipeline_specs: tuple[ComponentSpec, ...] | None) -> Any:
+        key = (repr(codec_spec), repr(pipeline_specs))
+        if key not in self._built:
+            codec = self.codec if codec_spec is None else self.registries.codecs.build(codec_spec)
+            self._built[key] = experiment_pipeline(self.config, self.registries, codec, self.train, pipeline_specs)
+        return self._built[key]
+
+
 def _label(spec: ComponentSpec, index: int, taken: set[str]) -> str:
     split = spec.args.get("split")
     label = f"{spec.type}-{split}" if split else spec.type
@@ -98,6 +133,7 @@ def _label(spec: ComponentSpec, index: int, taken: set[str]) -> str:
 
 
 def _build_dataset(registries: Any, spec: ComponentSpec, index: int) -> Dataset:
+    """``spec`` without engine keys (see :func:`split_dataset_spec`)."""
     factory = registries.datasets.get(spec.type).resolve()
     extra = {"dataset_index": index} if "dataset_index" in inspect.signature(factory).parameters else {}
     if "dataset_index" in spec.args:
@@ -142,14 +178,17 @@ class EvalSet:
 
 def build_train_set(config: ExperimentConfig, registries: Any = None, codec: Any = None,
                     data_root: str | Path | None = None) -> TrainSet:
+    """The ``data.train`` datasets, each behind the train pipeline (its own, when its spec has a
+    ``codec`` or ``pipeline``), concatenated."""
     registries = _registries(registries)
     if not config.data.train:
         raise ValueError(f"config {config.name!r} has no training data (data.train is empty)")
-    pipeline = experiment_pipeline(config, registries, codec, train=True)
+    pipelines = _Pipelines(config, registries, codec, train=True)
     taken: set[str] = set()
     parts, labels = [], []
-    for index, spec in enumerate(config.data.train):
-        spec = resolve_data_paths(spec, data_root)
+    for index, full_spec in enumerate(config.data.train):
+        spec, codec_spec, pipeline_specs = split_dataset_spec(resolve_data_paths(full_spec, data_root))
+        pipeline = pipelines.for_dataset(codec_spec, pipeline_specs)
         parts.append(PipelineDataset(_build_dataset(registries, spec, index), pipeline, seed=config.train.seed))
         labels.append(_label(spec, index, taken))
     return TrainSet(ConcatDataset(parts), tuple(parts), tuple(labels))
@@ -157,16 +196,24 @@ def build_train_set(config: ExperimentConfig, registries: Any = None, codec: Any
 
 def build_eval_sets(config: ExperimentConfig, registries: Any = None, codec: Any = None, split: str = "val",
                     data_root: str | Path | None = None) -> list[EvalSet]:
-    """The ``data.val`` (or ``data.test``) datasets with the ``eval.metrics`` built for each."""
+    """The ``data.val`` (or ``data.test``) datasets with the ``eval.metrics`` built for each.
+
+    An evaluation dataset may bring its own ``pipeline`` but not its own ``codec``: the model
+    decodes every dataset with the experiment's codec (validated in :func:`posecore.registry.validate_config`)."""
     from posecore.engine.evaluation import build_metric
 
     registries = _registries(registries)
     specs: Sequence[ComponentSpec] = getattr(config.data, split)
-    pipeline = experiment_pipeline(config, registries, codec, train=False)
+    pipelines = _Pipelines(config, registries, codec, train=False)
     taken: set[str] = set()
     sets = []
-    for index, spec in enumerate(specs):
-        spec = resolve_data_paths(spec, data_root)
+    for index, full_spec in enumerate(specs):
+        spec, codec_spec, pipeline_specs = split_dataset_spec(resolve_data_paths(full_spec, data_root))
+        if codec_spec is not None:
+            raise ConfigError(f"config {config.name!r}, data.{split}[{index}]: an evaluation dataset cannot set its own "
+                              "codec (the model decodes with the experiment's 'codec'); remove it, or evaluate that "
+                              "dataset with a config whose codec it is")
+        pipeline = pipelines.for_dataset(None, pipeline_specs)
         dataset = PipelineDataset(_build_dataset(registries, spec, index), pipeline, seed=config.train.seed)
         metrics = tuple(build_metric(registries, metric, dataset) for metric in config.eval.metrics)
         sets.append(EvalSet(_label(spec, index, taken), dataset, metrics))

@@ -74,6 +74,8 @@ class ProgressReporter:
         self._last_line = 0.0
         self._total = 0
         self._done = 0
+        self._first = 0
+        self._images = 0
         self._label = ""
         self._start = 0.0
 
@@ -81,6 +83,8 @@ class ProgressReporter:
         if not self.enabled:
             return
         self._label, self._total, self._done, self._start = label, total, done, time.perf_counter()
+        self._first = done
+        self._images = 0
         self._last_line = self._start
         if self.live:
             self._progress = Progress(
@@ -91,10 +95,14 @@ class ProgressReporter:
             self._progress.start()
             self._task = self._progress.add_task(label, total=total, completed=done, status="")
 
-    def advance(self, count: int = 1, **status: float) -> None:
+    def advance(self, count: int = 1, *, images: int = 0, **status: float) -> None:
+        """``count`` more steps done; ``images`` processed in them (for the images/s figure)."""
         if not self.enabled:
             return
         self._done += count
+        self._images += images
+        if self._images:
+            status["img/s"] = self._images / max(time.perf_counter() - self._start, 1e-9)
         text = "  ".join(_format_status(key, value) for key, value in status.items())
         if self._progress is not None:
             self._progress.update(self._task, advance=count, status=text)
@@ -102,7 +110,7 @@ class ProgressReporter:
         now = time.perf_counter()
         if now - self._last_line >= self.interval_s or self._done >= self._total:
             self._last_line = now
-            rate = self._done / max(now - self._start, 1e-9)
+            rate = (self._done - self._first) / max(now - self._start, 1e-9)
             eta = (self._total - self._done) / rate if rate > 0 else float("inf")
             self.console.print(f"{self._label} {self._done}/{self._total} {text} eta {_duration(eta)}", highlight=False)
 
@@ -171,6 +179,7 @@ def plot_curves(path: Path, records: Sequence[Mapping[str, Any]], main_metric: s
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     figure, axes = plt.subplots(1, 2, figsize=(11, 4), dpi=100)
     loss_axis = axes[0]
@@ -193,6 +202,7 @@ def plot_curves(path: Path, records: Sequence[Mapping[str, Any]], main_metric: s
             if all(isinstance(v, (int, float)) for v in values):
                 metric_axis.plot(epochs, values, marker="o", linewidth=2 if key == main_metric else 1, label=key)
         metric_axis.set_xlabel("epoch")
+        metric_axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         metric_axis.legend(loc="lower right")
         metric_axis.grid(alpha=0.3)
     metric_axis.set_title("evaluation")

@@ -170,6 +170,8 @@ class Trainer:
         set_seed(config.train.seed)
         self.codec = build_codec(config, self.registries)
         self.model = build_model(config, self.registries, self.codec)
+        if config.train.init_weights and self._resume_state is None:
+            self._load_init_weights(config.train.init_weights)
         self.train_set = build_train_set(config, self.registries, self.codec, self.data_root) if config.train.epochs else None
         self.eval_sets = build_eval_sets(config, self.registries, self.codec, "val", self.data_root)
         self.optimizer = build_optimizer(self.model, config.train.optimizer)
@@ -203,6 +205,18 @@ class Trainer:
             self.log = MetricsLog(self.output_dir / "log.jsonl", self.output_dir / "tensorboard")
         if self._resume_state is not None:
             self._restore(self._resume_state)
+
+    def _load_init_weights(self, path: str) -> None:
+        """``train.init_weights`` into the model: what fits loads, the rest keeps its initialisation."""
+        import warnings
+
+        from posecore.checkpoint import load_weights
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # the report is printed below instead
+            report = load_weights(self.model, path, registries=self.registries)
+        layout = f" (converter {report.converter!r})" if report.converter else ""
+        self.progress.print(f"initial weights from {path}{layout}: {report.format()}")
 
     def _restore(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
@@ -298,7 +312,7 @@ class Trainer:
                 window_terms[name] = window_terms.get(name, 0.0) + float(value.detach())
             window_batches += 1
             window_images += images
-            self.progress.advance(1, loss=float(loss.detach()), lr=lr)
+            self.progress.advance(1, images=images * accelerator.num_processes, loss=float(loss.detach()), lr=lr)
             if ends_step:
                 self._optimizer_step()
                 if self.main and self.state.optimizer_steps % config.train.log_interval == 0:

@@ -1,0 +1,537 @@
+"""``posebh`` and ``posebh_transfer``: PoseBH's multi-dataset model and its transfer model.
+
+Jeong et al., CVPR 2025, "PoseBH: Prototypical Multi-Dataset Training Beyond Human Pose Estimation";
+original code: https://github.com/uyoung-jeong/PoseBH (``TopDownMoEProto``, ``TopDownProto``,
+``KptProtoHead``, the CPS/CSS hooks). Built on ViTPose++ (Xu et al., TPAMI 2023).
+
+``posebh`` is ViTPose++ (a ViT whose feed-forward has one expert per dataset, and one heatmap
+head per dataset) plus PoseBH's prototype head; without the prototype head it *is* ViTPose++.
+Training, per batch mixing samples of several datasets (each with its ``dataset_index``):
+
+* the backbone routes each sample through its dataset's expert; **every** head runs on the
+  whole batch, and head ``d``'s JointsMSE counts only the samples of dataset ``d`` (the others'
+  targets and weights are zeroed), averaged over the full batch;
+* the prototype head embeds every heatmap pixel; per dataset, the pixels under its targets'
+  Gaussians train the embeddings against the keypoint prototypes (pixel-prototype contrast,
+  ``loss_proto``) and align the prototype heatmaps with the targets (``loss_phm``); the
+  prototypes follow by EMA (:mod:`posecore_posebh.prototypes`);
+* from the second phase, clustered prototype supervision (``loss_cps``): the prototypes are
+  clustered once and each dataset's targets supervise the clusters standing for its keypoints;
+* and cross-type self-supervision (``loss_css``): for each head ``d``, on the samples of the
+  *other* datasets, the joints where head ``d`` and the prototypes of ``d`` agree (both peaks
+  above 0.25, at most 2.1 heatmap pixels apart) become pseudo-labels, weighted by the lower of
+  the two peaks, for head ``d``, the prototype heatmaps and the embeddings.
+
+The three phases (heads frozen / prototypes frozen, CPS and CSS on / everything trains) are
+``train.stages`` of the presets; their ``options`` reach :meth:`PoseBHModel.on_stage`.
+
+Prediction comes from the heatmap heads only. ``dataset`` fixes the dataset of every sample,
+which picks the expert and the head together (a ViTPose++ checkpoint with the COCO expert and the
+AIC head is not a model); without it each sample's ``dataset_index`` decides, 0 (COCO) when the
+batch has none.
+
+``legacy_quirks=True`` reproduces the released code where it differs from the method it
+describes: (1) the dataset offsets of prototype learning, (2) the CSS peak distance
+``sqrt((xA - xP)^2 + (xP - yP)^2)``, (3) the CSS pseudo-label ``wA locA + wP maxP`` (a score
+added to a location), (4) CPS picking each cluster's prototypes by ranking clusters instead of
+prototypes, and (5) the CPS heatmap loss comparing the batch's cluster heatmaps with targets
+stacked in dataset order (found while porting; with shuffled batches the rows disagree).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from posecore import Nested
+from posecore.codecs import average_flipped, dark_udp_refine, heatmap_maxima, udp_gaussian_heatmaps
+from posecore.codecs.base import Codec
+from posecore.errors import ConfigError
+from posecore.models.base import Batch, ImageNormalizer, PoseModel, PoseResult, batch_flip_indices
+from posecore_posebh.losses import PrototypeLossWeights, joints_mse, prototype_contrast
+from posecore_posebh.prototypes import ClusterPrototypes, cluster_prototypes
+
+__all__ = ["DATASET_NAMES", "STAGE_OPTIONS", "PoseBHModel", "PoseBHTransferModel"]
+
+#: The released models' datasets, in expert/head order.
+DATASET_NAMES = ("coco", "aic", "mpii", "ap10k", "apt36k", "coco_wholebody")
+#: What a training stage's ``options`` may switch (see :meth:`PoseBHModel.on_stage`).
+STAGE_OPTIONS = ("freeze_prototypes", "cps", "css")
+
+
+class _PoseBH(PoseModel):
+    """What the multi-dataset and the transfer model share; subclasses say where their heads live."""
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        heads: Sequence[nn.Module],
+        proto_head: nn.Module | None,
+        dataset_names: Sequence[str],
+        dataset: str | None,
+        input_size: tuple[int, int],
+        codec: Codec | None,
+        phm_weight: float,
+        proto_weight: float,
+        ppc_weight: float,
+        ppd_weight: float,
+        cps_weight: float,
+        css_weight: float,
+        css_threshold: float,
+        css_match_distance: float,
+        sample_threshold: float,
+        cluster_options: Sequence[int],
+        cluster_iterations: int,
+        cluster_beta: float,
+        legacy_quirks: bool,
+    ) -> None:
+        super().__init__()
+        kind = type(self).__name__
+        names = tuple(dataset_names)
+        if len(names) != len(heads):
+            raise ConfigError(f"{kind}: {len(heads)} heads but {len(names)} dataset_names {list(names)}; give one "
+                              "name per head, in dataset-index order")
+        if len(set(names)) != len(names):
+            raise ConfigError(f"{kind}.dataset_names must be distinct; got {list(names)}")
+        if dataset is not None and dataset not in names:
+            raise ConfigError(f"{kind}.dataset must be one of {', '.join(names)} (or null: each sample's "
+                              f"dataset_index); got {dataset!r}")
+        experts = getattr(backbone, "num_experts", None)
+        if experts is not None and experts != len(heads):
+            raise ConfigError(f"{kind}: the backbone has {experts} experts but there are {len(heads)} heads; "
+                              "ViTPose++ pairs expert d with head d")
+        counts = tuple(int(head.num_keypoints) for head in heads)
+        if proto_head is not None and tuple(proto_head.dataset_keypoints) != counts:
+            raise ConfigError(f"{kind}: proto_head.num_keypoints {list(proto_head.dataset_keypoints)} must be the "
+                              f"heads' keypoint counts {list(counts)}")
+        for name, value in (("phm_weight", phm_weight), ("proto_weight", proto_weight), ("cps_weight", cps_weight),
+                            ("css_weight", css_weight), ("ppc_weight", ppc_weight), ("ppd_weight", ppd_weight)):
+            if value < 0:
+                raise ConfigError(f"{kind}.{name} must be >= 0; got {value}")
+        self.normalizer = ImageNormalizer()
+        self.backbone = backbone
+        self.proto_head = proto_head
+        self.dataset_names = names
+        self.dataset = dataset
+        self.input_size = tuple(input_size)
+        self.codec = codec
+        self.keypoint_counts = counts
+        self.phm_weight = phm_weight
+        self.proto_weights = PrototypeLossWeights(proto_weight, ppc_weight, ppd_weight)
+        self.cps_weight = cps_weight
+        self.css_weight = css_weight
+        self.css_threshold = css_threshold
+        self.css_match_distance = css_match_distance
+        self.sample_threshold = sample_threshold
+        self.cluster_options = tuple(int(c) for c in cluster_options)
+        self.cluster_iterations = cluster_iterations
+        self.cluster_beta = cluster_beta
+        self.legacy_quirks = legacy_quirks
+        self.routed = experts is not None
+        self.cps_enabled = False
+        self.css_enabled = False
+        if proto_head is not None:
+            proto_head.kpt_prototype.legacy_indexing = legacy_quirks
+
+    # ------------------------------------------------------------------ structure
+
+    def head_modules(self) -> list[nn.Module]:
+        """The heatmap heads, in dataset-index order."""
+        raise NotImplementedError
+
+    def dataset_id(self, name: str) -> int:
+        """The index of dataset ``name`` (its expert and head)."""
+        if name not in self.dataset_names:
+            raise ConfigError(f"{type(self).__name__}: unknown dataset {name!r}; this model has "
+                              f"{', '.join(self.dataset_names)}")
+        return self.dataset_names.index(name)
+
+    def dataset_indices(self, batch: Batch, size: int, device: torch.device) -> torch.Tensor:
+        """(B,) int64: ``dataset`` for every sample when set, else the batch's ``dataset_index``, else 0."""
+        if self.dataset is not None:
+            return torch.full((size,), self.dataset_id(self.dataset), dtype=torch.long, device=device)
+        given = batch.get("dataset_index")
+        if given is None:
+            return torch.zeros(size, dtype=torch.long, device=device)
+        index = torch.as_tensor(given, device=device).long().reshape(-1)
+        bad = index[(index < 0) | (index >= len(self.dataset_names))]
+        if len(bad):
+            raise ValueError(f"{type(self).__name__}: dataset_index {int(bad[0])} has no head (the model has "
+                             f"{len(self.dataset_names)}: {', '.join(self.dataset_names)}); check the order of data.train")
+        return index
+
+    def features(self, images: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """Normalised images -> backbone map, each sample through its dataset's expert."""
+        images = self.normalizer(images)
+        return self.backbone(images, dataset_index=index) if self.routed else self.backbone(images)
+
+    # ------------------------------------------------------------------ inference
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        """Heatmaps (B, K, h, w) of one dataset's head (``dataset``, or the batch's single dataset)."""
+        images = batch["image"]
+        index = self.dataset_indices(batch, images.shape[0], images.device)
+        dataset = self._single_dataset(index)
+        return self.head_modules()[dataset](self.features(images, index))
+
+    def _single_dataset(self, index: torch.Tensor) -> int:
+        present = torch.unique(index).tolist()
+        if len(present) != 1:
+            names = [self.dataset_names[int(d)] for d in present]
+            raise ValueError(f"{type(self).__name__}: a prediction batch must come from one dataset (one head); got "
+                             f"samples of {', '.join(names)}; evaluate each dataset on its own")
+        return int(present[0])
+
+    @torch.no_grad()
+    def predict(self, batch: Batch, *, flip_test: bool = False) -> PoseResult:
+        images = batch["image"]
+        index = self.dataset_indices(batch, images.shape[0], images.device)
+        dataset = self._single_dataset(index)
+        head = self.head_modules()[dataset]
+        metas = batch.get("meta")
+        if metas and metas[0].num_keypoints != head.num_keypoints:
+            raise ValueError(
+                f"{type(self).__name__}: the head of dataset {self.dataset_names[dataset]!r} predicts "
+                f"{head.num_keypoints} keypoints but the batch's keypoint set {metas[0].name!r} has "
+                f"{metas[0].num_keypoints}; choose the matching dataset (model.dataset)")
+        heatmaps = head(self.features(images, index)).float()
+        if flip_test:
+            if self.codec is None:
+                raise ValueError(f"{type(self).__name__}: the flip test needs the experiment's codec (config key 'codec')")
+            flipped = head(self.features(images.flip(-1), index)).float()
+            heatmaps = average_flipped(heatmaps, self.codec.flip_back(flipped, batch_flip_indices(batch)))
+        decode = self.codec.decode if self.codec is not None else head.decode
+        keypoints, scores = decode(heatmaps)
+        return PoseResult(keypoints=keypoints, scores=scores, heatmaps=heatmaps)
+
+    def example_batch(self, batch_size: int = 1) -> dict[str, Any]:
+        width, height = self.input_size
+        device = next(self.parameters()).device
+        image = torch.randn(batch_size, 3, height, width, device=device)
+        index = (torch.arange(batch_size, device=device) % len(self.dataset_names) if self.dataset is None else
+                 torch.full((batch_size,), self.dataset_id(self.dataset), dtype=torch.long, device=device))
+        with torch.no_grad():
+            was_training = self.training
+            self.eval()
+            size = self.head_modules()[0](self.features(image[:1], index[:1])).shape[-2:]
+            self.train(was_training)
+        most = max(self.keypoint_counts)
+        generator = torch.Generator(device="cpu").manual_seed(0)
+        heatmaps = torch.rand(batch_size, most, *size, generator=generator).to(device)
+        weights = torch.zeros(batch_size, most, device=device)
+        for row, dataset in enumerate(index.tolist()):
+            weights[row, : self.keypoint_counts[dataset]] = 1.0
+        heatmaps = heatmaps * weights[..., None, None]
+        return {"image": image, "heatmaps": heatmaps, "keypoint_weights": weights, "dataset_index": index}
+
+    # ------------------------------------------------------------------ training
+
+    def on_stage(self, index: int, options: Mapping[str, Any]) -> None:
+        """Switch the phase's behaviour: ``freeze_prototypes`` (no EMA update), ``cps`` (cluster the
+        prototypes now, unless a clustering was loaded, and supervise the clusters), ``css``
+        (cross-type self-supervision). An option left out keeps its current state."""
+        unknown = sorted(set(options) - set(STAGE_OPTIONS))
+        if unknown:
+            raise ConfigError(f"train.stages[{index}].options: {type(self).__name__} does not know {unknown}; it takes "
+                              f"{', '.join(STAGE_OPTIONS)}")
+        if self.proto_head is None:
+            if any(options.get(key) for key in STAGE_OPTIONS):
+                raise ConfigError(f"train.stages[{index}].options {dict(options)} need a proto_head; this model has none")
+            return
+        if "freeze_prototypes" in options:
+            self.proto_head.kpt_prototype.frozen = bool(options["freeze_prototypes"])
+        if "css" in options:
+            self.css_enabled = bool(options["css"])
+        if "cps" in options:
+            self.cps_enabled = bool(options["cps"])
+            if self.cps_enabled:
+                self.initialise_clusters()
+
+    def initialise_clusters(self, force: bool = False) -> None:
+        """Cluster the keypoint prototypes into the CPS bank (kept when it already holds a clustering)."""
+        head = self.proto_head
+        if head is None:
+            raise ConfigError(f"{type(self).__name__}: CPS needs a proto_head")
+        if head.cluster_prototype is None:
+            bank = head.kpt_prototype
+            head.cluster_prototype = ClusterPrototypes(1, bank.num_sub_prototypes, bank.dim).to(bank.prototypes.device)
+        if head.cluster_prototype.ready and not force:
+            return
+        result = cluster_prototypes(head.kpt_prototype.prototypes, self.cluster_options, self.cluster_iterations,
+                                    self.cluster_beta, legacy_sort=self.legacy_quirks)
+        head.cluster_prototype.assign(result)
+
+    def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
+        images = batch["image"]
+        index = self.dataset_indices(batch, images.shape[0], images.device)
+        features = self.features(images, index)
+        outputs = [head(features).float() for head in self.head_modules()]
+        targets, weights = _padded_targets(batch, max(self.keypoint_counts), outputs[0].shape[-2:], images.device)
+        losses: dict[str, torch.Tensor] = {}
+        for dataset, (name, output) in enumerate(zip(self.dataset_names, outputs, strict=True)):
+            mask = (index == dataset).float()
+            count = output.shape[1]
+            losses[f"loss_heatmap_{name}"] = joints_mse(output, targets[:, :count] * mask[:, None, None, None],
+                                                        weights[:, :count] * mask[:, None])
+        if self.proto_head is not None:
+            losses.update(self._prototype_losses(features, outputs, targets, weights, index))
+        return losses
+
+    def _prototype_losses(self, features: torch.Tensor, outputs: list[torch.Tensor], targets: torch.Tensor,
+                          weights: torch.Tensor, index: torch.Tensor) -> dict[str, torch.Tensor]:
+        head = self.proto_head
+        bank = head.kpt_prototype
+        embeddings = head(features).float()
+        maps = bank.heatmaps(embeddings)  # (B, J, H, W), before this step's update
+        proto = embeddings.sum() * 0.0
+        phm = embeddings.sum() * 0.0
+        for dataset in torch.unique(index).tolist():
+            rows = index == dataset
+            count = self.keypoint_counts[dataset]
+            truth, truth_weights = targets[rows, :count], weights[rows, :count]
+            pixels, labels, confidences = _sample_pixels(embeddings[rows], truth, self.sample_threshold)
+            if len(labels):
+                logits, classes = bank.learn(pixels, labels, confidences, dataset)
+                proto = proto + prototype_contrast(logits, classes, self.proto_weights)
+            phm = phm + joints_mse(maps[rows][:, bank.block(dataset)], truth, truth_weights)
+        losses = {"loss_proto": proto, "loss_phm": phm * self.phm_weight}
+        if self.cps_enabled and self.cps_weight > 0:
+            losses["loss_cps"] = self._cps_loss(embeddings, targets, weights, index) * self.cps_weight
+        if self.css_enabled and self.css_weight > 0:
+            losses["loss_css"] = self._css_loss(embeddings, maps, outputs, index) * self.css_weight
+        if self.training:
+            bank.synchronise()
+        return losses
+
+    def _cps_loss(self, embeddings: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor,
+                  index: torch.Tensor) -> torch.Tensor:
+        """Each dataset's targets copied onto the clusters that stand for its keypoints."""
+        bank, clusters = self.proto_head.kpt_prototype, self.proto_head.cluster_prototype
+        if clusters is None or not clusters.ready:
+            raise RuntimeError("PoseBH: CPS is on but the cluster prototypes were never built (call initialise_clusters)")
+        maps = clusters.heatmaps(embeddings)  # (B, C, H, W)
+        cluster_targets = torch.zeros_like(maps)
+        cluster_weights = maps.new_zeros(maps.shape[:2])
+        pixels, labels = [], []
+        for dataset in torch.unique(index).tolist():
+            rows = torch.nonzero(index == dataset).flatten()
+            offset = bank.offsets[dataset]
+            owned = torch.nonzero((clusters.keypoints >= offset) & (clusters.keypoints < offset + self.keypoint_counts[dataset])).flatten()
+            local = clusters.keypoints[owned] - offset
+            mapped = torch.zeros(len(rows), maps.shape[1], *maps.shape[2:], device=maps.device)
+            mapped[:, owned] = targets[rows][:, local]
+            cluster_targets[rows] = mapped
+            cluster_weights[rows[:, None], owned[None, :]] = weights[rows][:, local]
+            found = _sample_pixels(embeddings[rows], mapped, self.sample_threshold)
+            pixels.append(found[0])
+            labels.append(found[1])
+        if self.legacy_quirks:  # the released code stacks the targets dataset by dataset, not in batch order
+            order = torch.argsort(index, stable=True)
+            cluster_targets, cluster_weights = cluster_targets[order], cluster_weights[order]
+        all_pixels, all_labels = torch.cat(pixels), torch.cat(labels)
+        contrast = embeddings.sum() * 0.0
+        if len(all_labels):
+            logits, classes = clusters.learn(all_pixels, all_labels, torch.ones_like(all_labels, dtype=torch.float32), 0)
+            contrast = prototype_contrast(logits, classes, self.proto_weights)
+        return contrast + joints_mse(maps, cluster_targets, cluster_weights) * self.phm_weight
+
+    def _css_loss(self, embeddings: torch.Tensor, maps: torch.Tensor, outputs: list[torch.Tensor],
+                  index: torch.Tensor) -> torch.Tensor:
+        """Pseudo-labels for head d (and the prototypes of d) on the samples of the other datasets."""
+        bank = self.proto_head.kpt_prototype
+        total = embeddings.sum() * 0.0
+        for dataset, output in enumerate(outputs):
+            others = index != dataset
+            if not bool(others.any()):
+                continue
+            regression = output[others]  # (n, K_d, H, W), with gradient
+            prototype = maps[others][:, bank.block(dataset)]
+            keep, pseudo, confidence = self._pseudo_labels(regression.detach(), prototype.detach())
+            if keep is None:
+                continue
+            instances = keep.any(dim=1)
+            regression, prototype, keep = regression[instances], prototype[instances], keep[instances]
+            pseudo_maps = torch.zeros_like(regression)
+            pseudo_weights = regression.new_zeros(regression.shape[:2])
+            pseudo_maps[keep] = pseudo
+            pseudo_weights[keep] = confidence
+            total = total + joints_mse(regression, pseudo_maps, pseudo_weights)
+            total = total + joints_mse(prototype, pseudo_maps, pseudo_weights) * self.phm_weight
+            pixels, labels, confidences = _sample_pixels(embeddings[others][instances],
+                                                         pseudo_maps * pseudo_weights[..., None, None],
+                                                         self.sample_threshold)
+            if len(labels):
+                logits, classes = bank.learn(pixels, labels, confidences, dataset)
+                total = total + prototype_contrast(logits, classes, self.proto_weights)
+        return total
+
+    def _pseudo_labels(self, regression: torch.Tensor, prototype: torch.Tensor
+                       ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        """Which (sample, joint) pairs agree, their pseudo-label maps (N, H, W) and weights (N,)."""
+        peak_r, peak_p = regression.amax(dim=(2, 3)), prototype.amax(dim=(2, 3))
+        keep = (peak_r > self.css_threshold) & (peak_p > self.css_threshold)
+        if not bool(keep.any()):
+            return None, regression, regression
+        at_r, _ = heatmap_maxima(regression)
+        at_p, _ = heatmap_maxima(prototype)
+        if self.legacy_quirks:  # the released distance uses the prototype's x where its y belongs
+            distance = torch.sqrt((at_r[..., 0] - at_p[..., 0]) ** 2 + (at_p[..., 0] - at_p[..., 1]) ** 2)
+        else:
+            distance = torch.sqrt(((at_r - at_p) ** 2).sum(dim=-1))
+        keep = keep & (distance <= self.css_match_distance)
+        if not bool(keep.any()):
+            return None, regression, regression
+        maps_r, maps_p = regression[keep][None], prototype[keep][None]  # (1, N, H, W)
+        coords_r, score_r = heatmap_maxima(maps_r)
+        coords_p, score_p = heatmap_maxima(maps_p)
+        coords_r, coords_p = dark_udp_refine(maps_r, coords_r, 11)[0], dark_udp_refine(maps_p, coords_p, 11)[0]
+        score_r, score_p = score_r[0], score_p[0]
+        total = (score_r + score_p).clamp(min=1e-4)
+        share_r, share_p = (score_r / total)[:, None], (score_p / total)[:, None]
+        if self.legacy_quirks:  # the released code adds the prototype's score where its location belongs
+            location = share_r * coords_r + share_p * score_p[:, None]
+        else:
+            location = share_r * coords_r + share_p * coords_p
+        height, width = regression.shape[-2:]
+        heatmaps, _ = udp_gaussian_heatmaps(location.cpu().double().numpy()[None], np.ones((1, len(location)), np.float32),
+                                            (width, height), (width, height), 2.0)
+        pseudo = torch.from_numpy(heatmaps[0]).to(regression.device)
+        return keep, pseudo, torch.minimum(score_r, score_p)
+
+
+def _padded_targets(batch: Batch, keypoints: int, size: Sequence[int], device: torch.device
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch's heatmaps (B, K, H, W) and keypoint_weights (B, K), zero-padded to ``keypoints``
+    channels (datasets with fewer keypoints collate as lists of differently sized maps)."""
+    heatmaps, weights = batch["heatmaps"], batch.get("keypoint_weights")
+    rows = [torch.as_tensor(h) for h in heatmaps] if isinstance(heatmaps, (list, tuple)) else list(heatmaps)
+    weight_rows = ([torch.ones(len(h)) for h in rows] if weights is None else
+                   [torch.as_tensor(w) for w in weights] if isinstance(weights, (list, tuple)) else list(weights))
+    targets = torch.zeros(len(rows), keypoints, *size, device=device)
+    target_weights = torch.zeros(len(rows), keypoints, device=device)
+    for row, (heatmap, weight) in enumerate(zip(rows, weight_rows, strict=True)):
+        if heatmap.shape[0] > keypoints or tuple(heatmap.shape[-2:]) != tuple(size):
+            raise ValueError(f"PoseBH: sample {row} has targets {tuple(heatmap.shape)}; the heads give at most "
+                             f"{keypoints} heatmaps of {tuple(size)} (does the codec's heatmap_size match the model?)")
+        targets[row, : heatmap.shape[0]] = heatmap.to(device, torch.float32)
+        target_weights[row, : weight.shape[0]] = weight.to(device, torch.float32)
+    return targets, target_weights
+
+
+def _sample_pixels(embeddings: torch.Tensor, heatmaps: torch.Tensor, threshold: float
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pixels whose highest target is above ``threshold``: their embeddings (N, D), the argmax
+    keypoint (N,) and that target value (N,). embeddings (n, D, H, W), heatmaps (n, K, H, W)."""
+    flat_embeddings = embeddings.permute(0, 2, 3, 1).reshape(-1, embeddings.shape[1])
+    flat_maps = heatmaps.permute(0, 2, 3, 1).reshape(-1, heatmaps.shape[1])
+    best, label = flat_maps.max(dim=1)
+    chosen = best > threshold
+    return flat_embeddings[chosen], label[chosen], best[chosen]
+
+
+_SHARED_DEFAULTS: dict[str, Any] = {}
+
+
+class PoseBHModel(_PoseBH):
+    """ViTPose++ (+ PoseBH's prototype head): one backbone, one heatmap head per dataset.
+
+    Batch keys: ``image`` (B, 3, H, W); ``dataset_index`` (B,); for training ``heatmaps`` and
+    ``keypoint_weights``, (B, K_max, h, w) and (B, K_max) or per-sample lists of each sample's
+    own K; ``meta`` for the flip test.
+
+    Args:
+        backbone: ``posebh_vit_moe`` (one expert per dataset) or any backbone.
+        heads: one ``heads`` component per dataset (``heatmap_deconv``), in dataset-index order.
+        proto_head: ``posebh_proto_head`` (its ``num_keypoints`` the heads'), or null for ViTPose++.
+        dataset_names: one name per head (default: the released six).
+        dataset: route every sample to this dataset's expert and head (single-dataset use).
+        input_size: (width, height) of the network input.
+        codec: the experiment's codec (the engine passes it), for decoding and the flip test.
+        phm_weight: weight of the prototype-heatmap MSE terms (3.33e-6).
+        proto_weight, ppc_weight, ppd_weight: the pixel-prototype contrast weights (1.25e-5, 0.01, 0.001).
+        cps_weight: weight of clustered prototype supervision (1e-2).
+        css_weight: weight of cross-type self-supervision (1e-3).
+        css_threshold: both peaks must exceed this for a pseudo-label (0.25).
+        css_match_distance: the peaks at most this far apart, in heatmap pixels (2.1).
+        sample_threshold: target value above which a pixel trains the prototypes (0: the whole
+            Gaussian support).
+        cluster_options, cluster_iterations, cluster_beta: CPS's cluster counts to try, soft
+            k-means iterations and softmax sharpness (64/96/128, 500, 20).
+        legacy_quirks: reproduce the released code's bugs (see the module docstring).
+    """
+
+    def __init__(
+        self,
+        backbone: Annotated[nn.Module, Nested("backbones")],
+        heads: Annotated[tuple[nn.Module, ...], Nested("heads")],
+        proto_head: Annotated[nn.Module | None, Nested("heads")] = None,
+        dataset_names: tuple[str, ...] = DATASET_NAMES,
+        dataset: str | None = None,
+        input_size: tuple[int, int] = (192, 256),
+        codec: Codec | None = None,
+        phm_weight: float = 3.33e-6,
+        proto_weight: float = 1.25e-5,
+        ppc_weight: float = 0.01,
+        ppd_weight: float = 0.001,
+        cps_weight: float = 1e-2,
+        css_weight: float = 1e-3,
+        css_threshold: float = 0.25,
+        css_match_distance: float = 2.1,
+        sample_threshold: float = 0.0,
+        cluster_options: tuple[int, ...] = (64, 96, 128),
+        cluster_iterations: int = 500,
+        cluster_beta: float = 20.0,
+        legacy_quirks: bool = False,
+    ) -> None:
+        heads = list(heads)
+        super().__init__(backbone, heads, proto_head, dataset_names, dataset, input_size, codec, phm_weight,
+                         proto_weight, ppc_weight, ppd_weight, cps_weight, css_weight, css_threshold,
+                         css_match_distance, sample_threshold, cluster_options, cluster_iterations, cluster_beta,
+                         legacy_quirks)
+        self.heads = nn.ModuleList(heads)
+
+    def head_modules(self) -> list[nn.Module]:
+        return list(self.heads)
+
+
+class PoseBHTransferModel(_PoseBH):
+    """PoseBH's transfer model (InterHand2.6M, 3DPW): a plain ViT, one heatmap head and a fresh
+    prototype head for the new keypoints, trained with the heatmap, prototype-contrast and
+    prototype-heatmap losses (no CPS, no CSS). Its names are the core top-down model's
+    (``backbone.*``, ``head.*``) plus ``proto_head.*``, so a ViTPose++/PoseBH model split to one
+    dataset (``posecore convert --converter posebh-split-coco``) initialises it.
+
+    Args: as :class:`PoseBHModel`, with one ``head`` instead of ``heads``; the defaults are the
+    transfer configs' (prototype-heatmap weight 1.25e-5, pixels above 0.2 train the prototypes).
+    """
+
+    def __init__(
+        self,
+        backbone: Annotated[nn.Module, Nested("backbones")],
+        head: Annotated[nn.Module, Nested("heads")],
+        proto_head: Annotated[nn.Module | None, Nested("heads")] = None,
+        dataset_name: str = "target",
+        input_size: tuple[int, int] = (192, 256),
+        codec: Codec | None = None,
+        phm_weight: float = 1.25e-5,
+        proto_weight: float = 1.25e-5,
+        ppc_weight: float = 0.01,
+        ppd_weight: float = 0.001,
+        sample_threshold: float = 0.2,
+        legacy_quirks: bool = False,
+    ) -> None:
+        super().__init__(backbone, [head], proto_head, (dataset_name,), None, input_size, codec, phm_weight,
+                         proto_weight, ppc_weight, ppd_weight, 0.0, 0.0, 0.25, 2.1, sample_threshold, (), 0, 20.0,
+                         legacy_quirks)
+        self.head = head
+
+    def head_modules(self) -> list[nn.Module]:
+        return [self.head]
+
+    def dataset_indices(self, batch: Batch, size: int, device: torch.device) -> torch.Tensor:
+        """Every sample is of the one target dataset, whatever its position among the datasets."""
+        return torch.zeros(size, dtype=torch.long, device=device)
