@@ -23,7 +23,7 @@ from posecore.config import ExperimentConfig, structure
 from posecore.data.metainfo import DatasetMeta
 from posecore.errors import ConfigError
 
-__all__ = ["Pose", "PosePrediction", "load_model"]
+__all__ = ["Pose", "PosePrediction", "config_from_checkpoint", "load_model"]
 
 ImageLike = str | Path | np.ndarray
 
@@ -47,14 +47,24 @@ class PosePrediction:
     warps: np.ndarray | None = None
 
 
-def _config_from_checkpoint(checkpoint: Any) -> ExperimentConfig | None:
+def config_from_checkpoint(checkpoint: Any) -> ExperimentConfig | None:
+    """The experiment config a posecore checkpoint (``best.pth`` or a training state) carries, as
+    loaded by :func:`posecore.checkpoint.load_checkpoint`; ``None`` for foreign checkpoints."""
     import yaml
 
     meta = checkpoint.get("meta") if isinstance(checkpoint, dict) else None
     text = meta.get("config") if isinstance(meta, dict) else None
     if text is None and isinstance(checkpoint, dict) and isinstance(checkpoint.get("config"), str):
         text = checkpoint["config"]  # a training state (latest.pth)
-    return None if text is None else structure(yaml.safe_load(text), ExperimentConfig)
+    if not isinstance(text, str):
+        return None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return None  # another framework's config (mmcv keeps its Python config source in meta)
+    if not isinstance(data, dict) or not {"name", "model"} <= set(data):
+        return None
+    return structure(data, ExperimentConfig)
 
 
 def load_model(
@@ -77,7 +87,7 @@ def load_model(
     if config is None and preset is not None:
         config = host.registries.presets.get(preset).load()
     if config is None and loaded is not None:
-        config = _config_from_checkpoint(loaded)
+        config = config_from_checkpoint(loaded)
     if config is None:
         if plugin is None and checkpoint is not None:
             raise ConfigError(f"{checkpoint} carries no posecore config; say which model it is with preset=NAME")

@@ -124,6 +124,12 @@ class Preset:
         description: one line for listings.
         published: the figures this preset should reach, as published.
         default: whether ``posecore run --plugin NAME`` uses this preset when none is given.
+        predictor: for methods whose prediction is more than "images in, keypoints out" (a
+            support set, a text prompt): a callable or ``"module:attribute"`` that takes over
+            ``posecore predict`` for this preset. It is called with the command's parsed
+            ``argparse.Namespace`` (with the options the plugin added through
+            ``posecore_cli_arguments``) and returns the exit status. ``None``: the generic
+            top-down prediction.
     """
 
     name: str = attrs.field(validator=_check_name)
@@ -131,6 +137,12 @@ class Preset:
     description: str = ""
     published: tuple[PublishedResult, ...] = attrs.field(default=(), converter=tuple)
     default: bool = False
+    predictor: Callable[..., Any] | str | None = attrs.field(default=None)
+
+    @predictor.validator
+    def _check_predictor(self, attribute: attrs.Attribute, value: object) -> None:
+        if value is not None:
+            _check_factory(self, attribute, value)
 
     def load(self) -> ExperimentConfig:
         """Return the preset's experiment config, building it if it was given lazily."""

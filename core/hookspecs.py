@@ -153,7 +153,11 @@ def posecore_presets() -> Sequence[Preset]:
     figure it should reach. At most one preset per plugin is marked ``default=True``: it is what
     ``posecore run --plugin NAME`` runs with no ``--preset``.
 
-    Since API 1.
+    A preset whose method predicts from more than images (a few-shot support set, a text prompt)
+    names a ``predictor``: ``posecore predict`` then hands it its parsed arguments, including the
+    options the plugin added through :func:`posecore_cli_arguments`, instead of predicting top-down.
+
+    Since API 1 (``Preset.predictor`` since posecore 0.1.0).
     """
 
 

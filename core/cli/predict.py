@@ -6,6 +6,9 @@
 Writes into ``--output`` (default ``runs/predict-<time>``): ``predictions.json`` (COCO keypoint
 results, with ``file_name``), one drawn image per input image, a drawn video per input video, and
 with ``--heatmaps`` the heatmaps laid over each image.
+
+A preset whose method needs more than images (a few-shot support set, a text prompt) declares a
+``predictor`` (:class:`posecore.Preset`); the command then hands its parsed arguments to it.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import argparse
 import json
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +25,8 @@ import numpy as np
 
 from posecore.errors import ConfigError
 
-__all__ = ["add_predict_arguments", "predict_command"]
+__all__ = ["IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "add_predict_arguments", "boxes_for", "expand_inputs", "load_boxes",
+           "predict_command", "preset_predictor"]
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
@@ -39,7 +43,8 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keypoint-thr", type=float, default=0.3, help="draw keypoints scoring above this")
 
 
-def _expand(inputs: list[str]) -> Iterator[Path]:
+def expand_inputs(inputs: list[str]) -> Iterator[Path]:
+    """The image and video files named by ``inputs`` (files, and the media files of folders)."""
     for raw in inputs:
         path = Path(raw)
         if path.is_dir():
@@ -55,7 +60,7 @@ def _expand(inputs: list[str]) -> Iterator[Path]:
             raise ConfigError(f"input not found: {path}")
 
 
-def _load_boxes(path: str | None, threshold: float) -> dict[str, list[list[float]]]:
+def load_boxes(path: str | None, threshold: float) -> dict[str, list[list[float]]]:
     """Boxes keyed by file name and by image id, as x1, y1, x2, y2."""
     from posecore.fileio import read_json
 
@@ -76,7 +81,8 @@ def _load_boxes(path: str | None, threshold: float) -> dict[str, list[list[float
     return boxes
 
 
-def _boxes_for(path: Path, boxes: dict[str, list[list[float]]], frame: int | None = None) -> list[list[float]] | None:
+def boxes_for(path: Path, boxes: dict[str, list[list[float]]], frame: int | None = None) -> list[list[float]] | None:
+    """The boxes of ``path`` (or of one of its video frames): ``None`` when no box file was given."""
     if not boxes:
         return None
     keys = [path.name, str(path)] if frame is None else [f"{path.name}:{frame}", str(frame)]
@@ -88,18 +94,44 @@ def _boxes_for(path: Path, boxes: dict[str, list[list[float]]], frame: int | Non
     return []
 
 
+def preset_predictor(args: argparse.Namespace) -> Callable[[argparse.Namespace], Any] | None:
+    """The ``predictor`` declared by the preset this command would use (``--preset``, else the
+    checkpoint's own config, else the ``--plugin``'s default preset), or ``None``: predict top-down."""
+    from posecore.cli.common import host_from_args, selected_plugin
+    from posecore.components import resolve_reference
+
+    host = host_from_args(args)
+    presets = host.registries.presets
+    plugin = selected_plugin(args)
+    name = args.preset
+    if name is None and args.checkpoint:
+        from posecore.api import config_from_checkpoint
+        from posecore.checkpoint import load_checkpoint
+
+        config = config_from_checkpoint(load_checkpoint(args.checkpoint))
+        name = config.name if config is not None and config.name in presets else None
+    if name is None:
+        if plugin is None and args.checkpoint:
+            return None  # not a preset's checkpoint, and no plugin named: the generic path
+        name = host.default_preset(plugin).name
+    predictor = presets.get(name).predictor
+    return None if predictor is None else resolve_reference(predictor)
+
+
 def predict_command(args: argparse.Namespace) -> int:
     from posecore.api import Pose
-    from posecore.cli.common import host_from_args, selected_plugin
+    from posecore.cli.common import selected_plugin
 
+    predictor = preset_predictor(args)
+    if predictor is not None:
+        return int(predictor(args) or 0)
     if not args.inputs:
         raise ConfigError("give at least one INPUT: an image, a folder of images or a video")
-    host_from_args(args)
-    files = list(_expand(args.inputs))
+    files = list(expand_inputs(args.inputs))
     preset = args.preset
     pose = Pose(args.checkpoint, preset=preset, plugin=selected_plugin(args), device=args.device,
                 flip_test=not args.no_flip_test)
-    boxes = _load_boxes(args.boxes, args.box_score_thr)
+    boxes = load_boxes(args.boxes, args.box_score_thr)
     output = Path(args.output or Path("runs") / f"predict-{time.strftime('%Y%m%d-%H%M%S')}")
     output.mkdir(parents=True, exist_ok=True)
     results: list[dict[str, Any]] = []
@@ -140,7 +172,7 @@ def _predict_image(pose: Any, path: Path, image_id: int, boxes: dict[str, list[l
     from posecore.visualize import heatmap_overlay, save_image
 
     image = read_image(path)
-    prediction = pose(image, [_boxes_for(path, boxes)], return_heatmaps=args.heatmaps)[0]
+    prediction = pose(image, [boxes_for(path, boxes)], return_heatmaps=args.heatmaps)[0]
     save_image(_draw(pose, image, prediction, args.keypoint_thr), output / f"{path.stem}.jpg")
     if args.heatmaps and prediction.heatmaps is not None:
         save_image(_heatmaps_on_image(image, prediction, pose.config.data.input_size, heatmap_overlay), output / f"{path.stem}_heatmaps.jpg")
@@ -182,7 +214,7 @@ def _predict_video(pose: Any, path: Path, boxes: dict[str, list[list[float]]], o
             if not ok:
                 break
             rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-            prediction = pose(rgb, [_boxes_for(path, boxes, frame_index)])[0]
+            prediction = pose(rgb, [boxes_for(path, boxes, frame_index)])[0]
             drawn = _draw(pose, rgb, prediction, args.keypoint_thr)
             if writer is None:
                 writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*"mp4v"), fps,

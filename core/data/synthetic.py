@@ -33,10 +33,12 @@ import numpy as np
 
 from posecore.data.metainfo import load_metainfo
 
-__all__ = ["SYNTHETIC_VERSION", "default_cache_dir", "synthetic_dataset_files"]
+__all__ = ["SYNTHETIC_VERSION", "SYNTHETIC_VERSIONS", "default_cache_dir", "synthetic_dataset_files"]
 
-#: Bump when the drawing changes, so caches written by an older posecore are not reused.
-SYNTHETIC_VERSION = 2
+#: Per kind, bumped when its drawing changes, so caches written by an older posecore are not reused.
+SYNTHETIC_VERSIONS = {"people": 2, "categories": 3}
+#: The people's version (the first kind; kept for callers that name the cache folder).
+SYNTHETIC_VERSION = SYNTHETIC_VERSIONS["people"]
 Kind = Literal["people", "categories"]
 IMAGE_SIZE = (320, 240)  # (width, height)
 
@@ -58,7 +60,7 @@ def synthetic_dataset_files(
     if kind not in ("people", "categories"):
         raise ValueError(f"synthetic dataset kind must be 'people' or 'categories'; got {kind!r}")
     root = Path(cache_dir) if cache_dir else default_cache_dir()
-    folder = root / f"synthetic-{kind}-v{SYNTHETIC_VERSION}" / f"{split}-seed{seed}-n{num_images}"
+    folder = root / f"synthetic-{kind}-v{SYNTHETIC_VERSIONS[kind]}" / f"{split}-seed{seed}-n{num_images}"
     ann_file = folder / "annotations.json"
     if ann_file.exists():
         return ann_file
@@ -255,43 +257,57 @@ NUM_TRAIN_CATEGORIES, NUM_TEST_CATEGORIES = 24, 8
 
 
 def _category_template(category_id: int, seed: int) -> dict[str, Any]:
-    """A category: a random tree of 5..16 keypoints (parent links), rest pose, colours."""
+    """A category: a random tree of 5..16 keypoints (parent links), rest pose, colours, markers.
+
+    Each limb leaves its parent within about 70 degrees of the parent limb's direction (the root's
+    limbs in any direction), so limbs spread out instead of folding back over each other, and the
+    keypoints' colours are spread around the hue circle: a keypoint is told by its colour and
+    marker, as a real category's parts are by their appearance.
+    """
     rng = np.random.default_rng([seed, 7, category_id])
     k = int(rng.integers(5, 17))
     parents = [-1] + [int(rng.integers(0, i)) for i in range(1, k)]
-    angles = rng.uniform(-math.pi, math.pi, k)
-    lengths = rng.uniform(0.12, 0.3, k)
-    colours = [tuple(int(c) for c in rng.integers(40, 256, 3)) for _ in range(k)]
+    angles = np.where(np.array(parents) <= 0, rng.uniform(-math.pi, math.pi, k), rng.uniform(-1.2, 1.2, k))
+    lengths = rng.uniform(0.15, 0.3, k)
+    hues = (rng.uniform(0, 180) + np.arange(k) * 180 / k + rng.uniform(-0.2, 0.2, k) * 180 / k) % 180
+    order = rng.permutation(k)  # neighbours in the tree need not have neighbouring hues
+    colours = []
+    for index in range(k):
+        pixel = np.uint8([[[hues[order[index]], rng.integers(140, 256), rng.integers(150, 256)]]])
+        colours.append(tuple(int(c) for c in cv2.cvtColor(pixel, cv2.COLOR_HSV2RGB)[0, 0]))
     return {"id": category_id, "k": k, "parents": parents, "angles": angles, "lengths": lengths,
-            "colours": colours, "markers": rng.integers(0, 3, k)}
+            "colours": colours, "markers": rng.integers(0, 2, k)}
 
 
 def _creature_points(template: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
+    """One instance: every joint turned a little (N(0, 0.15) radians) from the category's rest pose."""
     points = np.zeros((template["k"], 2))
     absolute = np.zeros(template["k"])
     for i, parent in enumerate(template["parents"]):
         if parent < 0:
             continue
-        absolute[i] = absolute[parent] + template["angles"][i] + rng.normal(0.0, 0.25)
+        absolute[i] = absolute[parent] + template["angles"][i] + rng.normal(0.0, 0.15)
         points[i] = points[parent] + template["lengths"][i] * np.array([math.cos(absolute[i]), math.sin(absolute[i])])
     return points - points.mean(0)
 
 
 def _draw_creature(image: np.ndarray, mask: np.ndarray, points: np.ndarray, template: dict[str, Any], size: float) -> None:
-    width = max(2, int(round(size * 0.035)))
+    """Limbs in their child keypoint's colour, then every keypoint as a filled disc or square of
+    its own colour with a dark rim."""
+    width = max(2, int(round(size * 0.03)))
     for i, parent in enumerate(template["parents"]):
         if parent >= 0:
             for canvas, value in ((image, template["colours"][i]), (mask, 255)):
                 cv2.line(canvas, _pt(points[parent]), _pt(points[i]), value, width, cv2.LINE_AA)
-    radius = max(2, int(round(size * 0.03)))
+    radius = max(3, int(round(size * 0.04)))
     for i, point in enumerate(points):
         colour = template["colours"][i]
         if template["markers"][i] == 0:
-            cv2.circle(image, _pt(point), radius + 1, colour, -1, cv2.LINE_AA)
-        elif template["markers"][i] == 1:
-            cv2.rectangle(image, _pt(point - radius), _pt(point + radius), colour, -1)
+            cv2.circle(image, _pt(point), radius + 1, (20, 20, 20), -1, cv2.LINE_AA)
+            cv2.circle(image, _pt(point), radius, colour, -1, cv2.LINE_AA)
         else:
-            cv2.circle(image, _pt(point), radius + 1, (255, 255, 255), 1, cv2.LINE_AA)
+            cv2.rectangle(image, _pt(point - radius - 1), _pt(point + radius + 1), (20, 20, 20), -1)
+            cv2.rectangle(image, _pt(point - radius), _pt(point + radius), colour, -1)
         cv2.circle(mask, _pt(point), radius + 1, 255, -1)
 
 

@@ -58,18 +58,23 @@ def crop_to_image(keypoints: torch.Tensor, warp: torch.Tensor) -> torch.Tensor:
 
 
 def instance_results(batch: dict[str, Any], prediction: PoseResult) -> list[InstanceResult]:
-    """One :class:`InstanceResult` per sample of ``batch`` (numpy, image pixels)."""
+    """One :class:`InstanceResult` per sample of ``batch`` (numpy, image pixels).
+
+    A batch may mix keypoint sets of different sizes (category-agnostic data such as MP-100):
+    the model then predicts for the widest, and each sample keeps its own first K keypoints.
+    """
     keypoints = crop_to_image(prediction.keypoints.float(), batch["warp"]).cpu().numpy()
     scores = prediction.scores.float().cpu().numpy()
     visibility = batch.get("eval_visibility", batch["visibility"])
     results: list[InstanceResult] = []
     for i in range(len(keypoints)):
+        k = len(batch["image_keypoints"][i])
         result: dict[str, Any] = {
             "image_id": int(batch["image_id"][i]),
             "id": int(batch["id"][i]),
             "category_id": int(batch["category_id"][i]),
-            "keypoints": keypoints[i],
-            "keypoint_scores": scores[i],
+            "keypoints": keypoints[i][:k],
+            "keypoint_scores": scores[i][:k],
             "bbox": _numpy(batch["bbox"][i]),
             "bbox_score": float(batch["bbox_score"][i]) if "bbox_score" in batch else 1.0,
             "gt_keypoints": _numpy(batch["image_keypoints"][i]),

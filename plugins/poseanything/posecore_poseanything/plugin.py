@@ -49,6 +49,10 @@ def _published(arch: str, shots: int, split: int) -> PublishedResult:
     return PublishedResult("MP-100", f"split{split} test", "PCK@0.2", value, presets.PUBLISHED_SOURCE[arch])
 
 
+#: ``posecore predict`` for every preset: supports and skeleton in, keypoints on the queries out.
+_PREDICTOR = "posecore_poseanything.predictor:predict_command"
+
+
 @posecore.hookimpl
 def posecore_presets() -> list[Preset]:
     declared = [
@@ -58,6 +62,7 @@ def posecore_presets() -> list[Preset]:
             f"Pose Anything {arch} ({presets.ARCHITECTURES[arch]['backbone']['model_name']}), {shots}-shot, "
             f"MP-100 split {split}",
             published=[_published(arch, shots, split)],
+            predictor=_PREDICTOR,
         )
         for (arch, shots) in presets.PUBLISHED_PCK
         for split in presets.SPLITS
@@ -67,6 +72,7 @@ def posecore_presets() -> list[Preset]:
         "posecore_poseanything.presets:tiny_synthetic",
         "poseanything default: a tiny model on procedural creatures, scored on 8 categories never seen in training",
         default=True,
+        predictor=_PREDICTOR,
     ))
     return declared
 

@@ -39,6 +39,7 @@ __all__ = [
     "coordinate_sine_encoding",
     "grid_sine_encoding",
     "inverse_sigmoid",
+    "similarity_proposals",
     "skeleton_adjacency",
 ]
 
@@ -200,6 +201,27 @@ class SupportQueryEncoder(nn.Module):
         return x[:, :hw], x[:, hw:]
 
 
+def similarity_proposals(similarity: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Similarity maps ``(B, K, H, W)`` -> (local, global) soft-argmax points ``(B, K, 2)``, x, y in [0, 1].
+
+    Both take the softmax over all cells, with cell ``(i, j)`` at ``((j + 0.5) / W, (i + 0.5) / H)``.
+    The global one is its expectation; the local one keeps only the 3x3 cells around the maximum
+    and renormalises (the released code's ``proposal_for_loss`` and ``proposals``).
+    """
+    b, k, height, width = similarity.shape
+    ys = (torch.arange(height, device=similarity.device, dtype=torch.float32) + 0.5) / height
+    xs = (torch.arange(width, device=similarity.device, dtype=torch.float32) + 0.5) / width
+    grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1).reshape(height * width, 2)
+    flat = similarity.float().flatten(2)
+    probabilities = flat.softmax(dim=-1)
+    global_proposals = probabilities @ grid
+    peak = F.one_hot(flat.argmax(dim=-1), height * width).float().view(b * k, 1, height, width)
+    window = F.max_pool2d(peak, kernel_size=3, stride=1, padding=1).view(b, k, height * width)
+    local = probabilities * window
+    local = local / (local.sum(dim=-1, keepdim=True) + 1e-10)
+    return local @ grid, global_proposals
+
+
 class ProposalGenerator(nn.Module):
     """Similarity-based initial localisation: a ``(B, K, H, W)`` similarity map between projected
     query features and gated support features, then a local soft-argmax around each peak."""
@@ -225,17 +247,9 @@ class ProposalGenerator(nn.Module):
         query = self.query_proj(memory)
         similarity = torch.bmm(support, query.transpose(1, 2))  # (B, K, HW)
         b, k, _ = similarity.shape
-        ys = (torch.arange(height, device=memory.device, dtype=torch.float32) + 0.5) / height
-        xs = (torch.arange(width, device=memory.device, dtype=torch.float32) + 0.5) / width
-        grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1).reshape(height * width, 2)
-        probabilities = similarity.float().softmax(dim=-1)
-        global_proposals = probabilities @ grid
-        peak = F.one_hot(similarity.argmax(dim=-1), height * width).float().view(b * k, 1, height, width)
-        window = F.max_pool2d(peak, kernel_size=3, stride=1, padding=1).view(b, k, height * width)
-        local = probabilities * window
-        local = local / (local.sum(dim=-1, keepdim=True) + 1e-10)
-        proposals = local @ grid
-        return similarity.view(b, k, height, width), proposals, global_proposals
+        similarity = similarity.view(b, k, height, width)
+        proposals, global_proposals = similarity_proposals(similarity)
+        return similarity, proposals, global_proposals
 
 
 class GraphDecoderLayer(nn.Module):

@@ -40,6 +40,7 @@ stacked in dataset order (found while porting; with shuffled batches the rows di
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
@@ -48,14 +49,18 @@ import torch
 from torch import nn
 
 from posecore import Nested
+from posecore.checkpoint import ConvertedStateDict
 from posecore.codecs import average_flipped, dark_udp_refine, heatmap_maxima, udp_gaussian_heatmaps
 from posecore.codecs.base import Codec
-from posecore.errors import ConfigError
+from posecore.errors import CheckpointError, ConfigError
 from posecore.models.base import Batch, ImageNormalizer, PoseModel, PoseResult, batch_flip_indices
 from posecore_posebh.losses import PrototypeLossWeights, joints_mse, prototype_contrast
 from posecore_posebh.prototypes import ClusterPrototypes, cluster_prototypes
+from posecore_posebh.vit_moe import merge_expert
 
-__all__ = ["DATASET_NAMES", "STAGE_OPTIONS", "PoseBHModel", "PoseBHTransferModel"]
+__all__ = ["DATASET_NAMES", "STAGE_OPTIONS", "PoseBHLayout", "PoseBHModel", "PoseBHTransferModel", "SplitToDataset",
+           "mmpose0x", "remove_proto", "split_aic", "split_ap10k", "split_apt36k", "split_coco", "split_mpii",
+           "split_wholebody"]
 
 #: The released models' datasets, in expert/head order.
 DATASET_NAMES = ("coco", "aic", "mpii", "ap10k", "apt36k", "coco_wholebody")
@@ -136,6 +141,9 @@ class _PoseBH(PoseModel):
         self.css_enabled = False
         if proto_head is not None:
             proto_head.kpt_prototype.legacy_indexing = legacy_quirks
+            if cps_weight > 0 and not any(0 < c < sum(counts) for c in self.cluster_options):
+                raise ConfigError(f"{kind}.cluster_options {list(self.cluster_options)}: CPS needs a cluster count "
+                                  f"between 1 and the {sum(counts)} keypoints - 1")
 
     # ------------------------------------------------------------------ structure
 
@@ -165,9 +173,16 @@ class _PoseBH(PoseModel):
         return index
 
     def features(self, images: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        """Normalised images -> backbone map, each sample through its dataset's expert."""
+        """Normalised images -> backbone map, each sample through its dataset's expert (the batch
+        runs grouped by dataset, so every expert sees one contiguous slice, and comes back in order)."""
         images = self.normalizer(images)
-        return self.backbone(images, dataset_index=index) if self.routed else self.backbone(images)
+        if not self.routed:
+            return self.backbone(images)
+        order = torch.argsort(index, stable=True)
+        if bool((order == torch.arange(len(order), device=order.device)).all()):
+            return self.backbone(images, dataset_index=index)
+        features = self.backbone(images[order], dataset_index=index[order])
+        return features[torch.argsort(order)]
 
     # ------------------------------------------------------------------ inference
 
@@ -212,8 +227,10 @@ class _PoseBH(PoseModel):
         width, height = self.input_size
         device = next(self.parameters()).device
         image = torch.randn(batch_size, 3, height, width, device=device)
-        index = (torch.arange(batch_size, device=device) % len(self.dataset_names) if self.dataset is None else
-                 torch.full((batch_size,), self.dataset_id(self.dataset), dtype=torch.long, device=device))
+        # One dataset, so that ``predict`` (one head per batch) takes the same batch; the loss still
+        # runs every head, and self-supervises the other heads on these samples.
+        dataset = 0 if self.dataset is None else self.dataset_id(self.dataset)
+        index = torch.full((batch_size,), dataset, dtype=torch.long, device=device)
         with torch.no_grad():
             was_training = self.training
             self.eval()
@@ -433,9 +450,6 @@ def _sample_pixels(embeddings: torch.Tensor, heatmaps: torch.Tensor, threshold: 
     return flat_embeddings[chosen], label[chosen], best[chosen]
 
 
-_SHARED_DEFAULTS: dict[str, Any] = {}
-
-
 class PoseBHModel(_PoseBH):
     """ViTPose++ (+ PoseBH's prototype head): one backbone, one heatmap head per dataset.
 
@@ -535,3 +549,148 @@ class PoseBHTransferModel(_PoseBH):
     def dataset_indices(self, batch: Batch, size: int, device: torch.device) -> torch.Tensor:
         """Every sample is of the one target dataset, whatever its position among the datasets."""
         return torch.zeros(size, dtype=torch.long, device=device)
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoint converters
+#
+# The original layout (ViTPose++'s ``vitpose+_*.pth`` and PoseBH's ``base.pth``, mmcv files with a
+# ``state_dict``): ``backbone.*`` as posecore's, the COCO head under ``keypoint_head.*`` and the
+# others under ``associate_keypoint_heads.{0..4}.*``, ``proto_head.*`` as posecore's.
+
+_HEAD = re.compile(r"^keypoint_head\.")
+_ASSOCIATE = re.compile(r"^associate_keypoint_heads\.(\d+)\.")
+_POSECORE_HEAD = re.compile(r"^heads\.(\d+)\.")
+
+
+class PoseBHLayout:
+    """``posebh-mmpose0x``: the original layout -> :class:`PoseBHModel`'s (``heads.{d}.*``).
+
+    ``backbone.cls_token`` (never used) is dropped and reported. The CPS clusters' keypoints,
+    which the original keeps only in memory, are recovered from the tensors: the first
+    sub-prototype of each cluster is a copy of the keypoint sub-prototype it was built from, in
+    the released code as in the intended one; a file whose clusters are still the random
+    placeholder gets -1 (the clustering then runs when CPS starts).
+    """
+
+    name = "posebh-mmpose0x"
+
+    def matches(self, state_dict: Mapping[str, torch.Tensor]) -> bool:
+        return any(key.startswith(("associate_keypoint_heads.", "proto_head.")) for key in state_dict)
+
+    def __call__(self, state_dict: Mapping[str, torch.Tensor]) -> ConvertedStateDict:
+        converted = ConvertedStateDict()
+        for key, tensor in state_dict.items():
+            if key == "backbone.cls_token":
+                converted.dropped[key] = "ViTPose's forward never uses a class token"
+                continue
+            found = _ASSOCIATE.match(key)
+            if found:
+                key = f"heads.{int(found[1]) + 1}." + key[found.end():]
+            else:
+                key = _HEAD.sub("heads.0.", key)
+            converted[key] = tensor
+        clusters = converted.get("proto_head.cluster_prototype.prototypes")
+        bank = converted.get("proto_head.kpt_prototype.prototypes")
+        if clusters is not None and bank is not None and "proto_head.cluster_prototype.keypoints" not in converted:
+            converted["proto_head.cluster_prototype.keypoints"] = cluster_keypoints(bank, clusters)
+        return converted
+
+    def __repr__(self) -> str:
+        return f"<converter {self.name!r}>"
+
+
+def cluster_keypoints(bank: torch.Tensor, clusters: torch.Tensor) -> torch.Tensor:
+    """(C,) the keypoint whose sub-prototype each cluster's first sub-prototype copies, or all -1
+    when some cluster copies none (a placeholder bank)."""
+    flat = torch.nn.functional.normalize(bank.float().reshape(-1, bank.shape[-1]), dim=-1)
+    first = torch.nn.functional.normalize(clusters.float()[:, 0], dim=-1)
+    similarity = first @ flat.t()
+    best, where = similarity.max(dim=1)
+    if bool((best < 1.0 - 1e-4).any()):
+        return torch.full((clusters.shape[0],), -1, dtype=torch.long)
+    return torch.div(where, bank.shape[1], rounding_mode="floor")
+
+
+mmpose0x = PoseBHLayout()
+
+
+class SplitToDataset:
+    """``posebh-split-<dataset>``: a ViTPose++ / PoseBH multi-dataset file -> the plain single-dataset
+    ViTPose of that dataset, in the core's ``topdown_heatmap`` layout (``backbone.*``, ``head.*``).
+
+    What ViTPose++'s ``tools/model_split.py`` does, checked: every ``fc2`` takes the dataset's
+    expert rows (:func:`posecore_posebh.vit_moe.merge_expert`), the dataset's head becomes
+    ``head``; the other heads and the experts are dropped and listed. A PoseBH file's
+    ``proto_head.*`` is kept, as the original tool keeps it: it initialises the transfer models
+    (after ``posebh-remove-proto``), and a plain ViTPose loading the file reports it unexpected.
+    Reads the original layout and posecore's (``heads.{d}``); a file without experts is refused
+    (split files cannot be split again: ViTPose issue #156).
+    """
+
+    def __init__(self, dataset: int, name: str) -> None:
+        self.dataset = dataset
+        self.name = name
+
+    def __call__(self, state_dict: Mapping[str, torch.Tensor]) -> ConvertedStateDict:
+        if not any(".mlp.experts." in key for key in state_dict):
+            raise CheckpointError(f"converter {self.name!r}: the file has no experts (mlp.experts.*), so it is not a "
+                                  "ViTPose++ multi-dataset model; a split file is already a single-dataset ViTPose")
+        converted = ConvertedStateDict()
+        heads_seen = set()
+        for key, tensor in merge_expert(state_dict, self.dataset).items():
+            head = _head_index(key)
+            if head is None:
+                if key == "backbone.cls_token":
+                    converted.dropped[key] = "ViTPose's forward never uses a class token"
+                else:
+                    converted[key] = tensor
+                continue
+            heads_seen.add(head[0])
+            if head[0] == self.dataset:
+                converted["head." + head[1]] = tensor
+            else:
+                converted.dropped[key] = f"the head of dataset {head[0]}, not {self.dataset}"
+        if self.dataset not in heads_seen:
+            raise CheckpointError(f"converter {self.name!r}: the file has no head for dataset {self.dataset} "
+                                  f"(heads found: {sorted(heads_seen)})")
+        for key in state_dict:
+            found = re.match(r"^backbone\.blocks\.\d+\.mlp\.experts\.(\d+)\.", key)
+            if found and int(found[1]) != self.dataset:
+                converted.dropped[key] = f"the expert of dataset {found[1]}, not {self.dataset}"
+            elif found:
+                converted.dropped[key] = "merged into fc2"
+        return converted
+
+    def __repr__(self) -> str:
+        return f"<converter {self.name!r}>"
+
+
+def _head_index(key: str) -> tuple[int, str] | None:
+    """(dataset, rest of the key) for a head key of either layout."""
+    if key.startswith("keypoint_head."):
+        return 0, key[len("keypoint_head."):]
+    for pattern, shift in ((_ASSOCIATE, 1), (_POSECORE_HEAD, 0)):
+        found = pattern.match(key)
+        if found:
+            return int(found[1]) + shift, key[found.end():]
+    return None
+
+
+split_coco = SplitToDataset(0, "posebh-split-coco")
+split_aic = SplitToDataset(1, "posebh-split-aic")
+split_mpii = SplitToDataset(2, "posebh-split-mpii")
+split_ap10k = SplitToDataset(3, "posebh-split-ap10k")
+split_apt36k = SplitToDataset(4, "posebh-split-apt36k")
+split_wholebody = SplitToDataset(5, "posebh-split-wholebody")
+
+
+def remove_proto(state_dict: Mapping[str, torch.Tensor]) -> ConvertedStateDict:
+    """``posebh-remove-proto``: PoseBH's ``tools/remove_proto.py``: drop the keypoint prototypes
+    (``proto_head.kpt_prototype.prototypes``), keep everything else as it is, so the embedding
+    network initialises a transfer model whose new keypoints get fresh prototypes."""
+    converted = ConvertedStateDict({k: v for k, v in state_dict.items() if not k.endswith("kpt_prototype.prototypes")})
+    for key in state_dict:
+        if key.endswith("kpt_prototype.prototypes"):
+            converted.dropped[key] = "the training datasets' prototypes; the transfer model learns its own"
+    return converted

@@ -162,6 +162,7 @@ class KeypointPrototypes(nn.Module):
             weights = correct.float()
         targets = torch.full_like(labels, -1)
         bank = self.prototypes.clone()
+        updated = False
         for keypoint in torch.unique(labels).tolist():
             rows = labels == keypoint
             column = keypoint if self.legacy_indexing else offset + keypoint
@@ -177,7 +178,8 @@ class KeypointPrototypes(nn.Module):
                 glob = offset + keypoint
                 fresh = F.normalize(update[received], dim=-1)
                 bank[glob, received] = self.momentum * bank[glob, received] + (1 - self.momentum) * fresh
-        if not self.frozen and self.training:
+                updated = True
+        if updated:
             self.prototypes.copy_(F.normalize(bank, dim=-1))
         return logits, targets
 

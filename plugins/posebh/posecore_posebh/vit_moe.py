@@ -40,7 +40,9 @@ class ExpertMlp(nn.Module):
     """``fc1`` -> GELU -> ``[fc2 (D - P channels); experts[d] (P channels)]``, ``d`` per sample.
 
     Only the chosen expert runs on each sample (the original runs all six and masks; the result is
-    the same, the cost is one expert's), so a batch mixing datasets costs what a plain MLP costs.
+    the same, the cost is one expert's), so a batch mixing datasets costs what a plain MLP costs;
+    samples grouped by dataset (as :class:`~posecore_posebh.model.PoseBHModel` orders them) take
+    contiguous slices instead of an index scatter.
 
     Args:
         in_features: D, the token width.
@@ -77,18 +79,19 @@ class ExpertMlp(nn.Module):
         index = dataset_index.to(device=tokens.device, dtype=torch.long).reshape(-1)
         if index.numel() != tokens.shape[0]:
             raise ValueError(f"ExpertMlp: {index.numel()} dataset indices for a batch of {tokens.shape[0]}")
-        present = torch.unique(index).tolist()
-        bad = [int(d) for d in present if not 0 <= d < len(self.experts)]
+        runs, counts = (values.tolist() for values in torch.unique_consecutive(index, return_counts=True))
+        bad = [d for d in runs if not 0 <= d < len(self.experts)]
         if bad:
             raise ValueError(f"ExpertMlp: dataset index {bad[0]} has no expert (the model has {len(self.experts)}: "
                              f"0..{len(self.experts) - 1})")
-        if len(present) == 1:
-            expert = self.experts[int(present[0])](hidden)
+        if len(runs) == len(set(runs)):  # each dataset's samples are contiguous: slices, no scatter
+            parts = torch.split(hidden, counts)
+            expert = torch.cat([self.experts[d](part) for d, part in zip(runs, parts, strict=True)])
         else:
             expert = shared.new_empty(*shared.shape[:-1], self.part_features)
-            for d in present:
+            for d in set(runs):
                 rows = index == d
-                expert[rows] = self.experts[int(d)](hidden[rows])
+                expert[rows] = self.experts[d](hidden[rows])
         return torch.cat([shared, expert], -1)
 
 
