@@ -1,6 +1,6 @@
 """``posecore.Pose``: keypoints for images and person boxes in three lines.
 
-    pose = posecore.Pose(checkpoint="runs/tiny-topdown-synthetic-.../checkpoints/best.pth")
+    pose = posecore.Pose(checkpoint="runs/vit-tiny-synthetic-.../checkpoints/best.pth")
     results = pose(["a.jpg", image_array], boxes=[[[10, 20, 110, 220]], None])
     results[0].keypoints  # (N, K, 2) image pixels; results[0].scores (N, K)
 

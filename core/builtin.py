@@ -117,9 +117,9 @@ def posecore_presets() -> list[Preset]:
                                        "Xiao et al. 2018, Table 'COCO val' (flip test, person detector boxes)")],
         ),
         Preset(
-            "tiny-topdown-synthetic",
-            "posecore.demo:tiny_topdown_synthetic",
-            "the embedded default: a tiny top-down model on procedural stick figures (no data needed)",
+            "vit-tiny-synthetic",
+            "posecore.demo:vit_tiny_synthetic",
+            "the embedded default: a tiny ViTPose on procedural stick figures (no data needed)",
             default=True,
         ),
         *(

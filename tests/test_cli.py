@@ -116,7 +116,7 @@ def test_plugins_json(posecore_cli) -> None:
     _assert_official_ok(plugins)
     core = plugins["posecore"]
     assert core["builtin"] and core["status"] == "ok"
-    assert PRESET in core["components"]["presets"] and "tiny-topdown-synthetic" in core["components"]["presets"]
+    assert PRESET in core["components"]["presets"] and "vit-tiny-synthetic" in core["components"]["presets"]
     published = {p["name"]: p["published"] for p in core["presets"]}
     assert published[PRESET][0]["value"] == 70.4
 
