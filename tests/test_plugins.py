@@ -427,6 +427,7 @@ def test_several_default_presets_is_an_error(fake_plugin_dist, on_path) -> None:
 
 def test_default_preset(fake_plugin_dist, on_path) -> None:
     on_path(fake_plugin_dist("modest", PRESETS.format(name="modest", a=False, b=True)))
+    on_path(fake_plugin_dist("shy", PRESETS.format(name="shy", a=False, b=False)))
     host = load_plugins()
     assert host.records["modest"].status == "ok", host.records["modest"].error
     assert host.records["modest"].components == {"presets": ["modest-a", "modest-b", "modest-c"]}
@@ -434,7 +435,7 @@ def test_default_preset(fake_plugin_dist, on_path) -> None:
     assert preset.name == "modest-b" and preset.default
     assert preset.load().name == "simplebaseline-res50-coco-256x192"
     with pytest.raises(PluginError, match="marks no preset as default"):
-        host.default_preset("posebh")
+        host.default_preset("shy")
     with pytest.raises(PluginError, match=r"no plugin named 'modets'.*did you mean 'modest'"):
         host.default_preset("modets")
 
@@ -449,7 +450,7 @@ SUPPORT_OPTION = """
     @posecore.hookimpl
     def posecore_cli_arguments(command, parser):
         if command == "predict":
-            parser.add_argument("--support", metavar="IMAGES", help="support images for few-shot prediction")
+            parser.add_argument("--exemplar", metavar="IMAGES", help="exemplar images for few-shot prediction")
 """
 
 
@@ -459,29 +460,29 @@ def _posecore(*args: str, env: dict[str, str], cwd: Path) -> subprocess.Complete
 
 
 def test_cli_arguments_hook_extends_predict_help(fake_plugin_dist, plugin_env, tmp_path) -> None:
-    env = plugin_env(fake_plugin_dist("support", SUPPORT_OPTION))
+    env = plugin_env(fake_plugin_dist("exemplar", SUPPORT_OPTION))
     result = _posecore("predict", "--help", env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "--support" in result.stdout, "a plugin's option must appear under the command's --help"
+    assert "--exemplar" in result.stdout, "a plugin's option must appear under the command's --help"
 
 
 def test_cli_arguments_hook_extends_predict_parsing(fake_plugin_dist, plugin_env, tmp_path) -> None:
-    args = ("predict", "--preset", "simplebaseline-res50-coco-256x192", "--support", "imgs/")
-    with_plugin = _posecore(*args, env=plugin_env(fake_plugin_dist("support", SUPPORT_OPTION)), cwd=tmp_path)
+    args = ("predict", "--preset", "simplebaseline-res50-coco-256x192", "--exemplar", "imgs/")
+    with_plugin = _posecore(*args, env=plugin_env(fake_plugin_dist("exemplar", SUPPORT_OPTION)), cwd=tmp_path)
     without = _posecore(*args, env=plugin_env(), cwd=tmp_path)
     # with the plugin the option parses, and predict gets as far as asking for its inputs
     assert "unrecognized arguments" not in with_plugin.stderr
     assert "give at least one INPUT" in with_plugin.stderr and "Traceback" not in with_plugin.stderr
     # without it, argparse rejects the option
-    assert without.returncode == 2 and "unrecognized arguments: --support" in without.stderr
+    assert without.returncode == 2 and "unrecognized arguments: --exemplar" in without.stderr
 
 
 def test_cli_arguments_hook_in_process(fake_plugin_dist, on_path) -> None:
-    on_path(fake_plugin_dist("support", SUPPORT_OPTION))
+    on_path(fake_plugin_dist("exemplar", SUPPORT_OPTION))
     host = load_plugins()
-    assert host.records["support"].status == "ok", host.records["support"].error
+    assert host.records["exemplar"].status == "ok", host.records["exemplar"].error
     predict, run = argparse.ArgumentParser(), argparse.ArgumentParser()
     host.add_cli_arguments("predict", predict)
     host.add_cli_arguments("run", run)
-    assert predict.parse_args(["--support", "imgs/"]).support == "imgs/"
-    assert "--support" not in run.format_help()
+    assert predict.parse_args(["--exemplar", "imgs/"]).exemplar == "imgs/"
+    assert "--exemplar" not in run.format_help()

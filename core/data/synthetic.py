@@ -36,7 +36,7 @@ from posecore.data.metainfo import load_metainfo
 __all__ = ["SYNTHETIC_VERSION", "SYNTHETIC_VERSIONS", "default_cache_dir", "synthetic_dataset_files"]
 
 #: Per kind, bumped when its drawing changes, so caches written by an older posecore are not reused.
-SYNTHETIC_VERSIONS = {"people": 2, "categories": 3}
+SYNTHETIC_VERSIONS = {"people": 2, "categories": 4}
 #: The people's version (the first kind; kept for callers that name the cache folder).
 SYNTHETIC_VERSION = SYNTHETIC_VERSIONS["people"]
 Kind = Literal["people", "categories"]
@@ -260,9 +260,9 @@ def _category_template(category_id: int, seed: int) -> dict[str, Any]:
     """A category: a random tree of 5..16 keypoints (parent links), rest pose, colours, markers.
 
     Each limb leaves its parent within about 70 degrees of the parent limb's direction (the root's
-    limbs in any direction), so limbs spread out instead of folding back over each other, and the
-    keypoints' colours are spread around the hue circle: a keypoint is told by its colour and
-    marker, as a real category's parts are by their appearance.
+    limbs in any direction), so limbs spread out instead of folding back over each other; the
+    keypoints' colours are spread around the hue circle and the limbs share one dark body colour:
+    a keypoint is told by its colour and marker, as a real category's parts are by their appearance.
     """
     rng = np.random.default_rng([seed, 7, category_id])
     k = int(rng.integers(5, 17))
@@ -275,8 +275,9 @@ def _category_template(category_id: int, seed: int) -> dict[str, Any]:
     for index in range(k):
         pixel = np.uint8([[[hues[order[index]], rng.integers(140, 256), rng.integers(150, 256)]]])
         colours.append(tuple(int(c) for c in cv2.cvtColor(pixel, cv2.COLOR_HSV2RGB)[0, 0]))
+    body = tuple(int(c) for c in rng.integers(20, 90, 3))
     return {"id": category_id, "k": k, "parents": parents, "angles": angles, "lengths": lengths,
-            "colours": colours, "markers": rng.integers(0, 2, k)}
+            "colours": colours, "body": body, "markers": rng.integers(0, 2, k)}
 
 
 def _creature_points(template: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
@@ -292,21 +293,21 @@ def _creature_points(template: dict[str, Any], rng: np.random.Generator) -> np.n
 
 
 def _draw_creature(image: np.ndarray, mask: np.ndarray, points: np.ndarray, template: dict[str, Any], size: float) -> None:
-    """Limbs in their child keypoint's colour, then every keypoint as a filled disc or square of
-    its own colour with a dark rim."""
-    width = max(2, int(round(size * 0.03)))
+    """Limbs in the category's body colour, then every keypoint as a filled disc or square of its
+    own colour with a light rim."""
+    width = max(2, int(round(size * 0.025)))
     for i, parent in enumerate(template["parents"]):
         if parent >= 0:
-            for canvas, value in ((image, template["colours"][i]), (mask, 255)):
+            for canvas, value in ((image, template["body"]), (mask, 255)):
                 cv2.line(canvas, _pt(points[parent]), _pt(points[i]), value, width, cv2.LINE_AA)
-    radius = max(3, int(round(size * 0.04)))
+    radius = max(3, int(round(size * 0.05)))
     for i, point in enumerate(points):
         colour = template["colours"][i]
         if template["markers"][i] == 0:
-            cv2.circle(image, _pt(point), radius + 1, (20, 20, 20), -1, cv2.LINE_AA)
+            cv2.circle(image, _pt(point), radius + 1, (235, 235, 235), -1, cv2.LINE_AA)
             cv2.circle(image, _pt(point), radius, colour, -1, cv2.LINE_AA)
         else:
-            cv2.rectangle(image, _pt(point - radius - 1), _pt(point + radius + 1), (20, 20, 20), -1)
+            cv2.rectangle(image, _pt(point - radius - 1), _pt(point + radius + 1), (235, 235, 235), -1)
             cv2.rectangle(image, _pt(point - radius), _pt(point + radius), colour, -1)
         cv2.circle(mask, _pt(point), radius + 1, 255, -1)
 

@@ -112,6 +112,8 @@ class _Pipelines:
     """The pipeline of each dataset of a split, built once per distinct (codec, pipeline) choice."""
 
     def __init__(self, config: ExperimentConfig, registries: Any, codec: Any, train: bool) -> None:
+        # no codec given: the config's (so a caller holding only the config gets the same targets)
+        codec = codec if codec is not None else build_codec(config, registries)
         self.config, self.registries, self.codec, self.train = config, registries, codec, train
         self._built: dict[tuple[str, str], Any] = {}
 

@@ -30,13 +30,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from posecore.checkpoint import ConvertedStateDict
+from posecore.codecs.base import Codec
 from posecore.components import Nested
 from posecore.data.metainfo import DatasetMeta
 from posecore.models.base import Batch, ImageNormalizer, PoseModel, PoseResult
-from posecore_poseanything.transformer import KeypointBranch, PoseAnythingTransformer, grid_sine_encoding, \
-    inverse_sigmoid, skeleton_adjacency
+from posecore_poseanything.transformer import (
+    KeypointBranch,
+    PoseAnythingTransformer,
+    grid_sine_encoding,
+    inverse_sigmoid,
+    skeleton_adjacency,
+)
 
-__all__ = ["HeadOutput", "PoseAnything", "PoseAnythingHead", "convert_original", "detect_variant"]
+__all__ = ["Episodes", "HeadOutput", "PoseAnything", "PoseAnythingHead", "convert_original", "detect_variant"]
 
 
 @attrs.frozen
@@ -70,11 +76,13 @@ class PoseAnythingHead(nn.Module):
         num_encoder_layers, num_decoder_layers: 3 and 3.
         graph_decoder: the decoder FFN's first layer is a GCN over the skeleton (Pose Anything);
             ``False`` gives the released ``base_*`` configs' plain MLP (improved CapeFormer).
+        similarity_init_gain: scales the initial weights of the proposal generator's support and
+            query projections (1: the released Xavier initialisation).
     """
 
     def __init__(self, in_channels: int, dim: int = 256, num_heads: int = 8, dim_feedforward: int = 768,
                  dropout: float = 0.1, num_encoder_layers: int = 3, num_decoder_layers: int = 3,
-                 graph_decoder: bool = True) -> None:
+                 graph_decoder: bool = True, similarity_init_gain: float = 1.0) -> None:
         super().__init__()
         if dim % 2 or dim % num_heads:
             raise ValueError(f"PoseAnythingHead.dim must be even and divisible by num_heads={num_heads}; got {dim}")
@@ -84,9 +92,9 @@ class PoseAnythingHead(nn.Module):
         self.transformer = PoseAnythingTransformer(dim, num_heads, dim_feedforward, dropout, num_encoder_layers,
                                                    num_decoder_layers, graph_decoder)
         self.kpt_branch = nn.ModuleList(KeypointBranch(dim) for _ in range(num_decoder_layers))
-        self._reset_parameters()
+        self._reset_parameters(similarity_init_gain)
 
-    def _reset_parameters(self) -> None:
+    def _reset_parameters(self, similarity_gain: float) -> None:
         """Xavier-uniform for every matrix (biases of those modules 0), as the released head does;
         the last Linear of each coordinate branch starts at zero."""
         for module in self.modules():
@@ -101,6 +109,10 @@ class PoseAnythingHead(nn.Module):
         for branch in self.kpt_branch:
             nn.init.zeros_(branch.mlp[-1].weight)
             nn.init.zeros_(branch.mlp[-1].bias)
+        generator = self.transformer.proposal_generator
+        with torch.no_grad():
+            generator.support_proj.weight.mul_(similarity_gain)
+            generator.query_proj.weight.mul_(similarity_gain)
 
     def support_tokens(self, support_features: torch.Tensor, support_heatmaps: torch.Tensor,
                        support_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -167,8 +179,17 @@ class PoseAnything(PoseModel):
             graph_decoder: the head's (see :class:`PoseAnythingHead`).
         max_keypoints: keypoint slots (the released code's 100); a category with more is an error.
         heatmap_loss_weight: weight of the similarity-map loss (2.0).
+        similarity_init_gain: the head's (1.0, the released initialisation). Trained from scratch,
+            the model learns much faster from flatter initial similarity maps (the synthetic
+            default uses 0.2): with the released gain the raw dot products start with a standard
+            deviation of about sqrt(D), the soft-argmax is nearly one-hot and passes gradient to a
+            few cells only, and the heatmap loss saturates.
         num_shots: shots in :meth:`example_batch` (so ``posecore flops`` counts every support pass);
             the model itself takes any number of shots.
+        codec: the experiment's codec (the engine passes it): the ``msra_heatmap`` whose Gaussians
+            the data pipeline draws for the supports and the query. The model reads the targets
+            from the batch; it keeps the codec so that evaluation and prediction build the same
+            pipeline.
 
     Batch keys: see the module docstring. ``predict`` returns keypoints in crop pixels for the
     batch's widest category (scores: 1 where every support shot defines the keypoint, else 0);
@@ -188,7 +209,9 @@ class PoseAnything(PoseModel):
         graph_decoder: bool = True,
         max_keypoints: int = 100,
         heatmap_loss_weight: float = 2.0,
+        similarity_init_gain: float = 1.0,
         num_shots: int = 1,
+        codec: Codec | None = None,
     ) -> None:
         super().__init__()
         if max_keypoints < 1 or num_shots < 1:
@@ -197,11 +220,12 @@ class PoseAnything(PoseModel):
         self.normalizer = ImageNormalizer()
         self.backbone = backbone
         self.head = PoseAnythingHead(backbone.out_channels, embed_dim, num_heads, dim_feedforward, dropout,
-                                     num_encoder_layers, num_decoder_layers, graph_decoder)
+                                     num_encoder_layers, num_decoder_layers, graph_decoder, similarity_init_gain)
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.max_keypoints = max_keypoints
         self.heatmap_loss_weight = heatmap_loss_weight
         self.num_shots = num_shots
+        self.codec = codec
 
     # -- batches -------------------------------------------------------------------------------
 
@@ -220,7 +244,7 @@ class PoseAnything(PoseModel):
                              f"{self.max_keypoints}; raise model.max_keypoints")
         return widest
 
-    def _padded(self, values: Any, slots: int, trailing: int = 0) -> torch.Tensor:
+    def _padded(self, values: Any, slots: int) -> torch.Tensor:
         """A stacked tensor or a list of per-sample arrays (K_i, ...) -> (B, slots, ...) on the device."""
         items = list(values) if not isinstance(values, torch.Tensor) else list(values.unbind(0))
         out = []
@@ -234,9 +258,9 @@ class PoseAnything(PoseModel):
         """The batch's images, support heatmaps, weights and skeletons as padded tensors."""
         slots = self._slots(batch)
         supports = batch["support"]
-        shots = {len(s) for s in supports}
-        if len(shots) != 1:
-            raise ValueError(f"poseanything: every episode of a batch needs the same number of shots; got {sorted(shots)}")
+        counts = {len(shots) for shots in supports}
+        if len(counts) != 1:
+            raise ValueError(f"poseanything: every episode of a batch needs the same number of shots; got {sorted(counts)}")
         device = self._device
         by_shot = list(zip(*supports, strict=True))  # S tuples of B samples
         images = torch.stack([torch.stack([torch.as_tensor(s["image"]) for s in shot]) for shot in by_shot])
@@ -248,7 +272,7 @@ class PoseAnything(PoseModel):
             support_heatmaps=torch.stack([self._padded([s["heatmaps"] for s in shot], slots) for shot in by_shot]),
             support_weights=torch.stack([self._padded([s["keypoint_weights"] for s in shot], slots)
                                          for shot in by_shot]),
-            skeletons=[tuple(shots_[0]["meta"].skeleton) for shots_ in supports],
+            skeletons=[tuple(shots[0]["meta"].skeleton) for shots in supports],
         )
 
     def run_head(self, episodes: Episodes) -> HeadOutput:

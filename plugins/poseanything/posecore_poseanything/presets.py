@@ -140,20 +140,28 @@ TINY_INPUT = 128
 
 
 def tiny_synthetic() -> ExperimentConfig:
-    """A small ResNet-18 (to stride 8) and a narrow head at 128 px on the synthetic creatures:
-    trained on the training categories, scored on categories it never saw (PCK@0.2)."""
+    """Pose Anything at 128 px with a thin ResNet-18 (to stride 8: a 16x16 grid, as the released
+    models have) and a 64-wide head, trained from scratch on the synthetic creatures and scored
+    on 8 categories it never saw (PCK@0.2). About 450 steps on two CPU cores; the untrained model
+    scores at chance (predicting the crop's centre scores about 0.2 here).
+
+    From scratch the model learns the matching much faster with flatter initial similarity maps
+    (``similarity_init_gain=0.2``) and a higher learning rate than the paper's fine-tuning of a
+    pre-trained backbone (1e-3 instead of 1e-5)."""
     size = TINY_INPUT
     return ExperimentConfig(
         name="poseanything-tiny-synthetic",
         model={
             "type": "poseanything",
-            "backbone": {"type": "timm", "model_name": "resnet18", "out_index": 2},
+            "backbone": {"type": "timm", "model_name": "resnet18", "out_index": 2,
+                         "model_kwargs": {"channels": [32, 64, 128, 256], "stem_width": 32}},
             "input_size": [size, size],
-            "embed_dim": 128,
+            "embed_dim": 64,
             "num_heads": 4,
-            "dim_feedforward": 256,
+            "dim_feedforward": 128,
             "dropout": 0.0,
             "max_keypoints": 16,
+            "similarity_init_gain": 0.2,
         },
         codec={"type": "msra_heatmap", "input_size": [size, size], "heatmap_size": [size // 4, size // 4],
                "sigma": 1.0},
@@ -161,7 +169,7 @@ def tiny_synthetic() -> ExperimentConfig:
             train=[{"type": "synthetic_categories", "split": "train", "num_images": 1200, "episodes": True,
                     "num_shots": 1}],
             val=[{"type": "synthetic_categories", "split": "test", "num_images": 240, "episodes": True,
-                  "num_shots": 1, "num_queries": 5, "num_episodes": 6}],
+                  "num_shots": 1, "num_queries": 5, "num_episodes": 10}],
             batch_size=16,
             eval_batch_size=32,
             num_workers=1,
@@ -171,8 +179,8 @@ def tiny_synthetic() -> ExperimentConfig:
         train=TrainConfig(
             epochs=6,
             optimizer=OptimizerConfig(type="adam", lr=1e-3, weight_decay=0.0),
-            schedule=ScheduleConfig(type="cosine", warmup_iters=30, min_lr=1e-5),
-            val_interval=3,
+            schedule=ScheduleConfig(type="step", milestones=(5,), warmup_iters=30),
+            val_interval=6,
             log_interval=10,
         ),
         eval=pck_evaluation(),

@@ -15,8 +15,8 @@ timm's own weights of the model (from its local cache: nothing is downloaded her
 from __future__ import annotations
 
 import warnings
-from types import SimpleNamespace
 from collections.abc import Mapping
+from types import SimpleNamespace
 from typing import Any, Literal
 
 import timm
@@ -26,7 +26,7 @@ from torch import nn
 
 from posecore.errors import CheckpointError
 
-__all__ = ["SwinV2Backbone", "swinv2_pretrained_state_dict"]
+__all__ = ["SwinV2Backbone", "load_swinv2_pretrained", "swinv2_pretrained_state_dict"]
 
 
 class SwinV2Backbone(nn.Module):

@@ -425,6 +425,14 @@ def _padded_targets(batch: Batch, keypoints: int, size: Sequence[int], device: t
     """The batch's heatmaps (B, K, H, W) and keypoint_weights (B, K), zero-padded to ``keypoints``
     channels (datasets with fewer keypoints collate as lists of differently sized maps)."""
     heatmaps, weights = batch["heatmaps"], batch.get("keypoint_weights")
+    if isinstance(heatmaps, torch.Tensor) and (weights is None or isinstance(weights, torch.Tensor)):
+        if heatmaps.shape[1] > keypoints or tuple(heatmaps.shape[-2:]) != tuple(size):
+            raise ValueError(f"PoseBH: the batch has targets {tuple(heatmaps.shape[1:])}; the heads give at most "
+                             f"{keypoints} heatmaps of {tuple(size)} (does the codec's heatmap_size match the model?)")
+        weights = torch.ones(heatmaps.shape[:2], device=device) if weights is None else weights
+        extra = keypoints - heatmaps.shape[1]
+        return (torch.nn.functional.pad(heatmaps.to(device, torch.float32), (0, 0, 0, 0, 0, extra)),
+                torch.nn.functional.pad(weights.to(device, torch.float32), (0, extra)))
     rows = [torch.as_tensor(h) for h in heatmaps] if isinstance(heatmaps, (list, tuple)) else list(heatmaps)
     weight_rows = ([torch.ones(len(h)) for h in rows] if weights is None else
                    [torch.as_tensor(w) for w in weights] if isinstance(weights, (list, tuple)) else list(weights))

@@ -38,24 +38,37 @@ __all__ = ["ClusterPrototypes", "ClusterResult", "KeypointPrototypes", "cluster_
 
 
 def sinkhorn_assign(similarity: torch.Tensor, iterations: int = 3, epsilon: float = 0.05,
-                    hard_sample: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Equipartition ``n`` pixels over ``M`` sub-prototypes (SwAV / ProtoSeg's Sinkhorn-Knopp).
+                    hard_sample: bool = True, groups: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Equipartition pixels over ``M`` sub-prototypes (SwAV / ProtoSeg's Sinkhorn-Knopp), for each
+    group (keypoint) of pixels separately, all groups at once.
+
+    Per group of ``n`` pixels: ``T = exp(similarity / epsilon)`` scaled to total mass 1, then
+    ``iterations`` times: each sub-prototype's mass to ``1 / M``, each pixel's to ``1 / n``;
+    finally ``x n``, so each pixel's row sums to 1.
 
     Args:
-        similarity: (n, M) pixel-to-sub-prototype scores.
+        similarity: (N, M) pixel-to-sub-prototype scores.
+        groups: (N,) the group (keypoint) of each pixel; one group when ``None``.
 
     Returns:
-        assignment (n, M): a hard one-hot Gumbel-softmax sample (tau 0.5) with the transport plan
+        assignment (N, M): a hard one-hot Gumbel-softmax sample (tau 0.5) with the transport plan
         as its logits, as the original draws it (or the plan itself with ``hard_sample=False``);
-        index (n,): the plan's argmax, the CE target.
+        index (N,): the plan's argmax, the CE target.
     """
-    plan = torch.exp(similarity / epsilon).t()  # (M, n)
-    plan = plan / plan.sum()
-    sub, count = plan.shape
+    count, subs = similarity.shape
+    groups = torch.zeros(count, dtype=torch.long, device=similarity.device) if groups is None else groups
+    size = int(groups.max()) + 1 if count else 0
+
+    def group_sum(values: torch.Tensor) -> torch.Tensor:  # (N, ...) -> (groups, ...) summed per group
+        return values.new_zeros(size, *values.shape[1:]).index_add_(0, groups, values)
+
+    plan = torch.exp(similarity.float() / epsilon)
+    plan = plan / group_sum(plan.sum(dim=1))[groups, None]
+    pixels = group_sum(torch.ones(count, device=similarity.device))[groups, None]  # n of each pixel's group
     for _ in range(iterations):
-        plan = plan / plan.sum(dim=1, keepdim=True) / sub
-        plan = plan / plan.sum(dim=0, keepdim=True) / count
-    plan = (plan * count).t()  # (n, M), each row sums to 1
+        plan = plan / group_sum(plan)[groups] / subs
+        plan = plan / plan.sum(dim=1, keepdim=True) / pixels
+    plan = plan * pixels
     index = plan.argmax(dim=1)
     if hard_sample:
         plan = F.gumbel_softmax(plan, tau=0.5, hard=True)
@@ -160,28 +173,32 @@ class KeypointPrototypes(nn.Module):
         weights = torch.where(correct, confidences.float(), torch.zeros_like(confidences, dtype=torch.float32))
         if self.hard_assignment:
             weights = correct.float()
-        targets = torch.full_like(labels, -1)
-        bank = self.prototypes.clone()
-        updated = False
-        for keypoint in torch.unique(labels).tolist():
-            rows = labels == keypoint
-            column = keypoint if self.legacy_indexing else offset + keypoint
-            with torch.no_grad():
-                assignment, index = sinkhorn_assign(scores[rows, column].detach())
-            targets[rows] = index + subs * keypoint
-            if self.frozen or not self.training:
-                continue
-            weighted = assignment * weights[rows, None]  # (n, M)
-            update = weighted.t() @ (features[rows].detach() * weights[rows, None])  # (M, D): sum q w^2 e
-            received = weighted.sum(dim=0) != 0
-            if received.any():
-                glob = offset + keypoint
-                fresh = F.normalize(update[received], dim=-1)
-                bank[glob, received] = self.momentum * bank[glob, received] + (1 - self.momentum) * fresh
-                updated = True
-        if updated:
-            self.prototypes.copy_(F.normalize(bank, dim=-1))
+        # The released code runs Sinkhorn on the similarities of global keypoint k, not offset_d + k.
+        columns = labels if self.legacy_indexing else labels + offset
+        with torch.no_grad():
+            rows = torch.arange(len(labels), device=labels.device)
+            assignment, index = sinkhorn_assign(scores[rows, columns].detach(), groups=labels)
+        targets = index + subs * labels
+        if not self.frozen and self.training and len(labels):
+            self._update(features.detach(), labels, assignment, weights, offset, count)
         return logits, targets
+
+    @torch.no_grad()
+    def _update(self, features: torch.Tensor, labels: torch.Tensor, assignment: torch.Tensor, weights: torch.Tensor,
+                offset: int, count: int) -> None:
+        """EMA of each sub-prototype toward the normalised ``sum_pixels q w^2 e`` of its pixels."""
+        weighted = assignment * weights[:, None]  # (N, M)
+        contributions = weighted[:, :, None] * (features * weights[:, None])[:, None, :]  # (N, M, D)
+        update = contributions.new_zeros(count, *contributions.shape[1:]).index_add_(0, labels, contributions)
+        mass = weighted.new_zeros(count, weighted.shape[1]).index_add_(0, labels, weighted)
+        received = mass != 0  # (K_d, M): sub-prototypes that got a pixel of non-zero weight
+        if not bool(received.any()):
+            return
+        block = self.prototypes[offset: offset + count]
+        moved = self.momentum * block + (1.0 - self.momentum) * F.normalize(update, dim=-1)
+        bank = self.prototypes.clone()
+        bank[offset: offset + count] = torch.where(received[..., None], moved, block)
+        self.prototypes.copy_(F.normalize(bank, dim=-1))
 
     def synchronise(self) -> None:
         """Average the bank over the processes of a distributed run (each updated it from its own
