@@ -162,6 +162,12 @@ class Preset:
 class Converter:
     """Turns a foreign checkpoint's ``state_dict`` into posecore's key layout.
 
+    The function returns a plain dict, or a :class:`posecore.checkpoint.ConvertedStateDict` when
+    it drops foreign keys on purpose (each with its reason, so key reports show them instead of
+    calling them unexpected). Give the function a ``matches(state_dict) -> bool`` attribute to take
+    part in recognition: ``posecore convert`` without ``--converter``, and loading a foreign file,
+    try every converter that says yes and keep the best fit.
+
     Attributes:
         name: registry name, e.g. ``"vitpose-mmpose0x"``.
         function: ``(state_dict) -> state_dict`` or ``"module:attribute"``.

@@ -164,7 +164,9 @@ def posecore_presets() -> Sequence[Preset]:
 @hookspec
 def posecore_converters() -> Sequence[Converter]:
     """Declare checkpoint converters (:class:`~posecore.Converter`) from a foreign key layout into
-    posecore's, used by ``posecore convert``.
+    posecore's, used by ``posecore convert`` and when a foreign file is loaded; a converter whose
+    function has a ``matches(state_dict)`` attribute is chosen automatically when it recognises a
+    file (see :class:`~posecore.Converter`).
 
     Since API 1.
     """

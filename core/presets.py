@@ -107,9 +107,10 @@ def vitpose_coco(arch: str) -> ExperimentConfig:
             grad_clip=1.0,
         ),
         eval=EvalConfig(
-            # mmpose 1.x's CocoMetric: box x keypoint rescoring (threshold 0.2), OKS-NMS 0.9.
-            metrics=[{"type": "coco_ap", "ann_file": "data/coco/annotations/person_keypoints_val2017.json",
-                      "metainfo": "coco", "score_mode": "bbox_keypoint", "keypoint_score_thr": 0.2, "nms_thr": 0.9}],
+            # mmpose 1.x's CocoMetric: box x keypoint rescoring (threshold 0.2), OKS-NMS 0.9; the
+            # ground truth is the evaluated dataset's own ann_file (so --data moves both together).
+            metrics=[{"type": "coco_ap", "metainfo": "coco", "score_mode": "bbox_keypoint", "keypoint_score_thr": 0.2,
+                      "nms_thr": 0.9}],
             main_metric="AP",
             flip_test=True,
         ),

@@ -81,7 +81,7 @@ def _add_command_arguments(name: str, parser: argparse.ArgumentParser) -> None:
 
             add_eval_arguments(parser)
     elif name == "convert":
-        parser.add_argument("--converter", "-c", help="converter name (posecore plugins -v lists them)")
+        parser.add_argument("--converter", "-c", help="converter name (posecore plugins -v lists them; default: recognised from the file's keys)")
         parser.add_argument("--preset", help="check the result against this preset's model and print a key report")
         parser.add_argument("--strict", action="store_true", help="fail unless every key matches the preset's model")
         parser.add_argument("input", help="foreign checkpoint file")
