@@ -38,11 +38,23 @@ def run_command(args: argparse.Namespace) -> int:
         return _relaunch(args.num_processes, output)
     from posecore.engine.trainer import Trainer
 
-    result = Trainer(config, output, resume=args.resume, data_root=args.data, quiet=args.quiet).fit()
+    try:
+        result = Trainer(config, output, resume=args.resume, data_root=args.data, quiet=args.quiet).fit()
+    finally:
+        _leave_process_group()
     value = result.main_value
     if value is not None and int(os.environ.get("RANK", "0")) == 0:
         print(f"{config.name}: {result.main_metric} {value:.4f} (run directory {output})")
     return 0
+
+
+def _leave_process_group() -> None:
+    """Tear the process group down before the interpreter exits: gloo's threads killed during
+    interpreter shutdown can abort a finished process (SIGABRT) and fail a good run."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _relaunch(num_processes: int, output: Path) -> int:
