@@ -78,11 +78,15 @@ class PoseAnythingHead(nn.Module):
             ``False`` gives the released ``base_*`` configs' plain MLP (improved CapeFormer).
         similarity_init_gain: scales the initial weights of the proposal generator's support and
             query projections (1: the released Xavier initialisation).
+        original_transposed_window: reproduce the released code's (W, H) layout of the proposal
+            window (a bug that only matters on non-square feature grids; see
+            :func:`~posecore_poseanything.transformer.similarity_proposals`).
     """
 
     def __init__(self, in_channels: int, dim: int = 256, num_heads: int = 8, dim_feedforward: int = 768,
                  dropout: float = 0.1, num_encoder_layers: int = 3, num_decoder_layers: int = 3,
-                 graph_decoder: bool = True, similarity_init_gain: float = 1.0) -> None:
+                 graph_decoder: bool = True, similarity_init_gain: float = 1.0,
+                 original_transposed_window: bool = False) -> None:
         super().__init__()
         if dim % 2 or dim % num_heads:
             raise ValueError(f"PoseAnythingHead.dim must be even and divisible by num_heads={num_heads}; got {dim}")
@@ -90,7 +94,7 @@ class PoseAnythingHead(nn.Module):
         self.input_proj = nn.Conv2d(in_channels, dim, kernel_size=1)
         self.query_proj = nn.Linear(in_channels, dim)
         self.transformer = PoseAnythingTransformer(dim, num_heads, dim_feedforward, dropout, num_encoder_layers,
-                                                   num_decoder_layers, graph_decoder)
+                                                   num_decoder_layers, graph_decoder, original_transposed_window)
         self.kpt_branch = nn.ModuleList(KeypointBranch(dim) for _ in range(num_decoder_layers))
         self._reset_parameters(similarity_init_gain)
 
@@ -184,6 +188,9 @@ class PoseAnything(PoseModel):
             default uses 0.2): with the released gain the raw dot products start with a standard
             deviation of about sqrt(D), the soft-argmax is nearly one-hot and passes gradient to a
             few cells only, and the heatmap loss saturates.
+        original_transposed_window: the head's (``False``: the intended 3x3 window around each
+            similarity peak; ``True``: the released code's (W, H) layout, which differs only on
+            non-square crops).
         num_shots: shots in :meth:`example_batch` (so ``posecore flops`` counts every support pass);
             the model itself takes any number of shots.
         codec: the experiment's codec (the engine passes it): the ``msra_heatmap`` whose Gaussians
@@ -210,6 +217,7 @@ class PoseAnything(PoseModel):
         max_keypoints: int = 100,
         heatmap_loss_weight: float = 2.0,
         similarity_init_gain: float = 1.0,
+        original_transposed_window: bool = False,
         num_shots: int = 1,
         codec: Codec | None = None,
     ) -> None:
@@ -220,7 +228,8 @@ class PoseAnything(PoseModel):
         self.normalizer = ImageNormalizer()
         self.backbone = backbone
         self.head = PoseAnythingHead(backbone.out_channels, embed_dim, num_heads, dim_feedforward, dropout,
-                                     num_encoder_layers, num_decoder_layers, graph_decoder, similarity_init_gain)
+                                     num_encoder_layers, num_decoder_layers, graph_decoder, similarity_init_gain,
+                                     original_transposed_window)
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.max_keypoints = max_keypoints
         self.heatmap_loss_weight = heatmap_loss_weight

@@ -99,3 +99,6 @@ def posecore_cli_arguments(command: str, parser: argparse.ArgumentParser) -> Non
     group.add_argument("--category", metavar="FILE",
                        help="JSON/YAML describing a category: its support image(s), keypoints and skeleton "
                        "(instead of the three options above; see the poseanything README)")
+    group.add_argument("--original-demo-colours", action="store_true",
+                       help="reproduce the released demo's bug: ImageNet mean/std applied to BGR pixels "
+                       "(R and B swap statistics); off: each channel its own statistics, as in training")

@@ -87,6 +87,9 @@ class FewShotPose:
         checkpoint: weights (released or posecore); ``None`` keeps the random initialisation.
         preset, config, device: as :func:`load_poseanything`.
         batch_size: query crops per forward pass.
+        original_demo_colours: reproduce the released demo's colour bug: it applied the ImageNet
+            mean and std (RGB order) to BGR pixels, so R and B got each other's statistics
+            (``False``: the statistics of each channel, as in training and evaluation).
 
     Example::
 
@@ -98,10 +101,14 @@ class FewShotPose:
 
     def __init__(self, checkpoint: str | Path | None = None, *, preset: str | None = None,
                  config: ExperimentConfig | None = None, device: str | torch.device | None = None,
-                 batch_size: int = 16) -> None:
+                 batch_size: int = 16, original_demo_colours: bool = False) -> None:
         from posecore.engine.builder import experiment_pipeline
 
         self.model, self.config = load_poseanything(checkpoint, preset=preset, config=config, device=device)
+        if original_demo_colours:
+            normalizer = self.model.normalizer
+            normalizer.mean.copy_(normalizer.mean.flip(1))
+            normalizer.std.copy_(normalizer.std.flip(1))
         self.pipeline = experiment_pipeline(self.config, None, self.model.codec, train=False)
         self.batch_size = batch_size
         self.device = next(self.model.parameters()).device
@@ -181,7 +188,8 @@ def predict_command(args: argparse.Namespace) -> int:
     videos = [str(path) for path in files if path.suffix.lower() in VIDEO_SUFFIXES]
     if videos:
         raise ConfigError(f"poseanything predicts images, not videos ({videos[0]}); extract the frames first")
-    pose = FewShotPose(args.checkpoint, preset=args.preset, device=args.device)
+    pose = FewShotPose(args.checkpoint, preset=args.preset, device=args.device,
+                       original_demo_colours=getattr(args, "original_demo_colours", False))
     if args.checkpoint is None:
         print("posecore predict: no --checkpoint, so the model has random weights", flush=True)
     boxes = load_boxes(args.boxes, args.box_score_thr)

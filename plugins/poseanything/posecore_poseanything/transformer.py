@@ -201,12 +201,17 @@ class SupportQueryEncoder(nn.Module):
         return x[:, :hw], x[:, hw:]
 
 
-def similarity_proposals(similarity: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def similarity_proposals(similarity: torch.Tensor,
+                         original_transposed_window: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Similarity maps ``(B, K, H, W)`` -> (local, global) soft-argmax points ``(B, K, 2)``, x, y in [0, 1].
 
     Both take the softmax over all cells, with cell ``(i, j)`` at ``((j + 0.5) / W, (i + 0.5) / H)``.
     The global one is its expectation; the local one keeps only the 3x3 cells around the maximum
     and renormalises (the released code's ``proposal_for_loss`` and ``proposals``).
+
+    ``original_transposed_window``: lay the one-hot peak out as ``(W, H)`` before pooling the 3x3
+    window, as the released code does by mistake. On a square grid (every released model) this
+    changes nothing; on a non-square one the window then wraps across rows around the wrong cells.
     """
     b, k, height, width = similarity.shape
     ys = (torch.arange(height, device=similarity.device, dtype=torch.float32) + 0.5) / height
@@ -215,7 +220,8 @@ def similarity_proposals(similarity: torch.Tensor) -> tuple[torch.Tensor, torch.
     flat = similarity.float().flatten(2)
     probabilities = flat.softmax(dim=-1)
     global_proposals = probabilities @ grid
-    peak = F.one_hot(flat.argmax(dim=-1), height * width).float().view(b * k, 1, height, width)
+    layout = (width, height) if original_transposed_window else (height, width)
+    peak = F.one_hot(flat.argmax(dim=-1), height * width).float().view(b * k, 1, *layout)
     window = F.max_pool2d(peak, kernel_size=3, stride=1, padding=1).view(b, k, height * width)
     local = probabilities * window
     local = local / (local.sum(dim=-1, keepdim=True) + 1e-10)
@@ -224,10 +230,13 @@ def similarity_proposals(similarity: torch.Tensor) -> tuple[torch.Tensor, torch.
 
 class ProposalGenerator(nn.Module):
     """Similarity-based initial localisation: a ``(B, K, H, W)`` similarity map between projected
-    query features and gated support features, then a local soft-argmax around each peak."""
+    query features and gated support features, then a local soft-argmax around each peak.
 
-    def __init__(self, dim: int) -> None:
+    ``original_transposed_window``: see :func:`similarity_proposals`."""
+
+    def __init__(self, dim: int, original_transposed_window: bool = False) -> None:
         super().__init__()
+        self.original_transposed_window = original_transposed_window
         self.support_proj = nn.Linear(dim, dim)
         self.query_proj = nn.Linear(dim, dim)
         self.dynamic_proj = nn.Sequential(nn.Linear(dim, dim // 2), nn.ReLU(), nn.Linear(dim // 2, dim))
@@ -248,7 +257,7 @@ class ProposalGenerator(nn.Module):
         similarity = torch.bmm(support, query.transpose(1, 2))  # (B, K, HW)
         b, k, _ = similarity.shape
         similarity = similarity.view(b, k, height, width)
-        proposals, global_proposals = similarity_proposals(similarity)
+        proposals, global_proposals = similarity_proposals(similarity, self.original_transposed_window)
         return similarity, proposals, global_proposals
 
 
@@ -327,8 +336,8 @@ class PoseAnythingTransformer(nn.Module):
     """``keypoint_head.transformer``: the encoder, the proposal generator and the decoder."""
 
     def __init__(self, dim: int, num_heads: int, dim_feedforward: int, dropout: float, num_encoder_layers: int,
-                 num_decoder_layers: int, graph: bool) -> None:
+                 num_decoder_layers: int, graph: bool, original_transposed_window: bool = False) -> None:
         super().__init__()
         self.encoder = SupportQueryEncoder(dim, num_heads, dim_feedforward, dropout, num_encoder_layers)
-        self.proposal_generator = ProposalGenerator(dim)
+        self.proposal_generator = ProposalGenerator(dim, original_transposed_window)
         self.decoder = GraphTransformerDecoder(dim, num_heads, dim_feedforward, dropout, num_decoder_layers, graph)

@@ -83,6 +83,26 @@ def test_local_proposals_ignore_a_distant_second_peak() -> None:
     assert global_[0, 0, 1].item() > 0.35, "the global soft-argmax is pulled towards the second peak"
 
 
+def test_the_released_transposed_window_is_a_flag_that_matters_only_off_square() -> None:
+    """The released code lays the one-hot peak out as (W, H) before pooling its 3x3 window: on a
+    square grid the same window, on a 4 x 8 grid cells far from the peak (off by default)."""
+    square = torch.randn(2, 3, 16, 16)
+    assert all(torch.equal(a, b) for a, b in zip(similarity_proposals(square),
+                                                 similarity_proposals(square, original_transposed_window=True),
+                                                 strict=True))
+    wide = torch.zeros(1, 1, 4, 8)
+    wide[0, 0, 1, 7] = 1.0  # a mild peak at row 1, the last column: every window cell weighs
+    intended, _ = similarity_proposals(wide)
+    released, _ = similarity_proposals(wide, original_transposed_window=True)
+    # intended: the window's cells lie in columns 6-7 and rows 0-2, so x > 6 / 8 and y < 3 / 4
+    assert intended[0, 0, 0].item() > 6 / 8 and intended[0, 0, 1].item() < 3 / 4
+    # released: flat index 15 read on an (8, 4) layout wraps its window to the next row's first cells
+    assert released[0, 0, 0].item() < intended[0, 0, 0].item() - 0.1
+    model = small_model(original_transposed_window=True)
+    assert model.head.transformer.proposal_generator.original_transposed_window
+    assert not small_model().head.transformer.proposal_generator.original_transposed_window
+
+
 def test_padding_to_100_slots_gives_the_same_predictions() -> None:
     """The model pads to the batch's widest category; the released code pads to 100 slots. Both
     give the same keypoints, because padded slots are masked out of attention and of the graph."""

@@ -101,6 +101,16 @@ def test_supports_of_any_shape_are_cropped_in_rgb_with_their_targets(small_check
     assert support["keypoints"][:, 0].min() > 6 and support["keypoints"][:, 0].max() < 58
 
 
+def test_the_released_demos_colour_bug_is_a_flag(small_checkpoint: Path) -> None:
+    """Off by default: each channel its own ImageNet statistics. On: R and B swap statistics, as
+    when the released demo normalised BGR pixels and flipped them to RGB afterwards."""
+    intended = FewShotPose(small_checkpoint, device="cpu").model.normalizer
+    released = FewShotPose(small_checkpoint, device="cpu", original_demo_colours=True).model.normalizer
+    assert torch.allclose(intended.mean.flatten(), torch.tensor([0.485, 0.456, 0.406]) * 255)
+    assert torch.allclose(released.mean.flatten(), torch.tensor([0.406, 0.456, 0.485]) * 255)
+    assert torch.allclose(released.std.flatten(), torch.tensor([0.225, 0.224, 0.229]) * 255)
+
+
 def test_few_shot_pose_maps_keypoints_back_as_evaluation_does(small_checkpoint: Path, synthetic_cache: str) -> None:
     """The predictor's result on an episode's query image equals the engine's evaluation result for
     that episode: same supports, same crops, same mapping to the original image."""

@@ -235,8 +235,9 @@ def transfer_preset(target: str) -> ExperimentConfig:
 
         data = DataConfig(train=[hands("train", "all")], val=[hands("val", "machine_annot")], test=[hands("test", "all")],
                           batch_size=96, eval_batch_size=32, num_workers=4, input_size=INPUT_SIZE,
+                          # mmpose 0.x's shift of 0.2 of the hand box is 0.2 / 1.5 of the box padded by 1.5.
                           train_pipeline=_pipeline(half_body=False, scale_factor=0.3, rotate_factor=90.0,
-                                                   shift_factor=0.16, shift_prob=0.3))
+                                                   shift_factor=0.2 / 1.5, shift_prob=0.3))
         train = TrainConfig(
             epochs=60, init_weights=init, optimizer=OptimizerConfig(type="adam", lr=5e-4, weight_decay=0.0),
             schedule=ScheduleConfig(type="step", milestones=(35, 55), warmup_iters=500, warmup_ratio=0.001),

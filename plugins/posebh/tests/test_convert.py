@@ -119,6 +119,21 @@ def test_vitpose_plus_small_loads_into_its_preset_with_every_key_placed(vitpose_
     assert tuple(result.keypoints.shape) == (1, 133, 2) and torch.isfinite(result.keypoints).all()
 
 
+@pytest.mark.parametrize(("size", "width", "depth", "expert"),
+                         [("b", 768, 12, 192), ("l", 1024, 24, 256), ("h", 1280, 32, 320)])
+def test_vitpose_plus_base_large_huge_keys_and_shapes_match_their_presets(size: str, width: int, depth: int,
+                                                                        expert: int) -> None:
+    """vitpose+_{base,large,huge}.pth, on the meta device (no memory, no arithmetic): after the
+    recognised conversion every released key has its place in the preset's model, with its shape."""
+    with torch.device("meta"):
+        state = original_vitpose_plus(width, depth, expert)
+        model = build_model(posecore.get_preset(f"vitpose+-{size}-mdt-256x192"))
+    expected = {key: tuple(tensor.shape) for key, tensor in model.state_dict().items()}
+    name, converted = convert_state_dict(state, expected=model.state_dict())
+    assert name == "posebh-mmpose0x" and list(converted.dropped) == ["backbone.cls_token"]
+    assert {key: tuple(tensor.shape) for key, tensor in converted.items()} == expected
+
+
 def test_posebh_base_loads_into_every_posebh_b_preset(tmp_path: Path) -> None:
     state = {**original_vitpose_plus(768, 12, 192, cls_token=False), **original_proto_head(768)}
     path = _save_mmcv(state, tmp_path / "base.pth")

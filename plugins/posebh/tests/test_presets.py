@@ -139,6 +139,8 @@ def test_transfer_presets_follow_the_transfer_configs() -> None:
     assert [(s.start_epoch, s.trainable, s.options) for s in hands.train.stages] == [
         (0, ("head.*",), {"freeze_prototypes": False}), (30, ("backbone.*", "head.*"), {"freeze_prototypes": True})]
     assert (hands.train.optimizer.type, hands.train.optimizer.lr, hands.train.schedule.milestones) == ("adam", 5e-4, (35, 55))
+    bbox = next(t for t in hands.data.train_pipeline if t.type == "random_bbox_transform").args
+    assert (bbox["scale_factor"], bbox["rotate_factor"], bbox["shift_factor"]) == (0.3, 90.0, pytest.approx(0.2 / 1.5))
     body = posecore.get_preset("posebh-b-3dpw-256x192")
     assert body.model.args["head"]["num_keypoints"] == 24 and body.data.train[0].type == "posebh_pw3d"
     assert [s.start_epoch for s in body.train.stages] == [0, 15, 16] and body.train.stages[2].trainable == ("head.*",)
