@@ -77,6 +77,10 @@ def _add_command_arguments(name: str, parser: argparse.ArgumentParser) -> None:
             group.add_argument("--checkpoint", help="weights to evaluate (a posecore best.pth carries its config)")
             group.add_argument("--split", choices=("val", "test"), default="val", help="which datasets of the config")
             group.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
+            group.add_argument("--results", metavar="FILE",
+                               help="also write the predictions as a COCO keypoint results file, rescored and OKS-NMSed "
+                                    "as coco_ap ranks them (what the COCO test-dev server takes); several datasets "
+                                    "get FILE's name with their label")
             from posecore.cli.evaluate import add_eval_arguments
 
             add_eval_arguments(parser)

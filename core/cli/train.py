@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from posecore.cli.common import resolve_config
 from posecore.config import ExperimentConfig, apply_overrides
@@ -100,12 +101,24 @@ def eval_checkpoint_command(args: argparse.Namespace) -> int:
     sets = build_eval_sets(config, host.registries, getattr(model, "codec", None), args.split, args.data)
     if not sets:
         raise ConfigError(f"config {config.name!r} has no data.{args.split} datasets to evaluate on")
+    unscored = [eval_set.label for eval_set in sets if not eval_set.metrics]
+    if unscored and not args.results:
+        raise ConfigError(f"{', '.join(unscored)}: no ground truth to score against (an image-info file with detector "
+                          "boxes, as COCO test-dev); give --results FILE to write the predictions for the server")
     tables = {}
     for eval_set in sets:
-        results = predict_dataset(model, eval_set.dataset, batch_size=config.data.eval_batch_size,
-                                  num_workers=config.data.num_workers, device=next(model.parameters()).device,
-                                  flip_test=config.eval.flip_test)
-        tables[eval_set.label] = evaluate(merge_gathered(results), eval_set.metrics)
+        results = merge_gathered(predict_dataset(model, eval_set.dataset, batch_size=config.data.eval_batch_size,
+                                                 num_workers=config.data.num_workers,
+                                                 device=next(model.parameters()).device,
+                                                 flip_test=config.eval.flip_test))
+        if args.results:
+            path = _results_path(Path(args.results), eval_set.label, len(sets))
+            _write_coco_results(path, results, config, eval_set.dataset.meta)
+            print(f"posecore eval: {eval_set.label}: {len(results)} instances predicted; COCO results in {path}")
+        if eval_set.metrics:
+            tables[eval_set.label] = evaluate(results, eval_set.metrics)
+    if not tables:
+        return 0
     if args.json:
         print_json({"checkpoint": args.checkpoint, "config": config.name, "main_metric": config.eval.main_metric,
                     "metrics": tables})
@@ -114,6 +127,31 @@ def eval_checkpoint_command(args: argparse.Namespace) -> int:
 
         print_table(Console(), f"{config.name}: {args.checkpoint or 'random weights'}", tables)
     return 0
+
+
+def _results_path(path: Path, label: str, count: int) -> Path:
+    return path if count == 1 else path.with_name(f"{path.stem}.{label}{path.suffix}")
+
+
+def _write_coco_results(path: Path, results: list, config: ExperimentConfig, meta: Any) -> None:
+    """The results file: rescored and OKS-NMSed with the options of the config's ``coco_ap``
+    metric (its defaults when there is none) and the keypoint set's OKS sigmas."""
+    import json
+
+    import numpy as np
+
+    from posecore.config import ComponentSpec, atomic_write_text
+    from posecore.errors import ConfigError
+    from posecore.metrics.coco_ap import coco_results
+
+    if not meta.sigmas:
+        raise ConfigError(f"--results: keypoint set {meta.name!r} has no OKS sigmas, which the OKS-NMS of a COCO "
+                          "results file needs; add 'sigmas' to its metainfo")
+    options = next((ComponentSpec.parse(m).args for m in config.eval.metrics if ComponentSpec.parse(m).type == "coco_ap"),
+                   {})
+    chosen = {key: options[key] for key in ("score_mode", "keypoint_score_thr", "nms_thr") if key in options}
+    rows = coco_results(results, np.asarray(meta.sigmas), **chosen)
+    atomic_write_text(path, json.dumps(rows))
 
 
 def export_command(args: argparse.Namespace) -> int:

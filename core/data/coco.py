@@ -56,15 +56,21 @@ __all__ = [
 WHOLEBODY_FIELDS = ("keypoints", "foot_kpts", "face_kpts", "lefthand_kpts", "righthand_kpts")
 
 
-def load_coco_json(path: str | Path) -> dict[str, Any]:
-    """A COCO annotation file, with clear errors for a missing, broken or non-COCO file."""
+def load_coco_json(path: str | Path, *, require_annotations: bool = True) -> dict[str, Any]:
+    """A COCO annotation file, with clear errors for a missing, broken or non-COCO file.
+
+    ``require_annotations=False`` also takes an image-info file (COCO test-dev's
+    ``image_info_test-dev2017.json``: images, no annotations), read as having none."""
     path = Path(path)
     data = read_json(path, "annotation file")
     if not isinstance(data, dict):
         raise DataError(f"{path}: a COCO file is a JSON object with 'images' and 'annotations'; got a {type(data).__name__}")
+    if not require_annotations:
+        data.setdefault("annotations", [])
     for key in ("images", "annotations"):
         if key not in data:
-            raise DataError(f"{path}: top-level field {key!r} is missing (is this a COCO keypoint file?)")
+            raise DataError(f"{path}: top-level field {key!r} is missing (is this a COCO keypoint file? An image-info "
+                            "file such as COCO test-dev's is read with a bbox_file of detections)")
         if not isinstance(data[key], list):
             raise DataError(f"{path}: top-level field {key!r} must be a list of objects; got a {type(data[key]).__name__}")
         for position, record in enumerate(data[key]):
@@ -107,7 +113,9 @@ class CocoKeypointDataset(TopdownDataset):
         self.keypoint_fields = tuple(keypoint_fields)
         self.strip_prefix = strip_prefix
         meta = load_metainfo(metainfo)
-        data = load_coco_json(self.ann_file)
+        data = load_coco_json(self.ann_file, require_annotations=bbox_file is None)
+        #: whether ann_file holds keypoint annotations to score against (not so for test-dev's image info)
+        self.has_ground_truth = bool(data["annotations"])
         self.images = self._index_images(data["images"])
         report = LoadReport(self.ann_file if bbox_file is None else bbox_file)
         if bbox_file is None:

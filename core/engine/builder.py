@@ -217,6 +217,8 @@ def build_eval_sets(config: ExperimentConfig, registries: Any = None, codec: Any
                               "dataset with a config whose codec it is")
         pipeline = pipelines.for_dataset(None, pipeline_specs)
         dataset = PipelineDataset(_build_dataset(registries, spec, index), pipeline, seed=config.train.seed)
-        metrics = tuple(build_metric(registries, metric, dataset) for metric in config.eval.metrics)
+        # a split without ground truth (COCO test-dev: image info and detections) is predicted, not scored
+        scored = getattr(dataset.dataset, "has_ground_truth", True)
+        metrics = tuple(build_metric(registries, metric, dataset) for metric in config.eval.metrics) if scored else ()
         sets.append(EvalSet(_label(spec, index, taken), dataset, metrics))
     return sets

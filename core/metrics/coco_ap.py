@@ -55,7 +55,9 @@ __all__ = [
     "CocoAPMetric",
     "KeypointDetections",
     "KeypointGroundTruth",
+    "coco_results",
     "evaluate_oks",
+    "nms_order",
     "oks_nms",
     "rescore_instances",
 ]
@@ -793,7 +795,7 @@ class CocoAPMetric:
                 raise ConfigError("coco_ap: detection_area='bbox' needs 'bbox' in every result; some results lack it")
         instance_score = rescore_instances(scores, bbox_scores, self.score_mode, self.keypoint_score_thr)
         keypoints = np.concatenate([coords, scores[:, :, None]], axis=2)
-        order = self._nms_order(image_index, keypoints, instance_score, boxes)
+        order = nms_order(image_index, keypoints, instance_score, boxes, self.sigmas, self.nms_thr)
         if self.detection_area == "bbox":
             assert boxes is not None
             area_box = np.stack(
@@ -826,25 +828,57 @@ class CocoAPMetric:
             )
         return index
 
-    def _nms_order(
-        self, image_index: np.ndarray, keypoints: np.ndarray, score: np.ndarray, boxes: np.ndarray | None
-    ) -> np.ndarray:
-        """Indices of the kept results, image by image (sorted ids); within an image, in NMS order."""
-        by_image = np.argsort(image_index, kind="stable")
-        if self.nms_thr is None:
-            return by_image
-        if boxes is not None:
-            areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-        else:
-            extent = keypoint_extent_boxes(keypoints)
-            areas = extent[:, 2] * extent[:, 3]
-        sorted_images = image_index[by_image]
-        cuts = np.flatnonzero(np.diff(sorted_images)) + 1
-        kept = []
-        for members in np.split(by_image, cuts):
-            keep = oks_nms(keypoints[members], score[members], areas[members], self.sigmas, self.nms_thr)
-            kept.append(members[keep])
-        return np.concatenate(kept)
+
+def nms_order(image_index: np.ndarray, keypoints: np.ndarray, score: np.ndarray, boxes: np.ndarray | None,
+              sigmas: np.ndarray, nms_thr: float | None) -> np.ndarray:
+    """Indices of the instances OKS-NMS keeps, image by image (sorted ``image_index``); within an
+    image, in NMS order. An instance's NMS area is that of its box ``(N, 4)`` x1, y1, x2, y2, else
+    of its keypoints' extent. ``nms_thr=None`` keeps every instance."""
+    by_image = np.argsort(image_index, kind="stable")
+    if nms_thr is None or not len(by_image):
+        return by_image
+    if boxes is not None:
+        areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    else:
+        extent = keypoint_extent_boxes(keypoints)
+        areas = extent[:, 2] * extent[:, 3]
+    sorted_images = image_index[by_image]
+    cuts = np.flatnonzero(np.diff(sorted_images)) + 1
+    kept = []
+    for members in np.split(by_image, cuts):
+        keep = oks_nms(keypoints[members], score[members], areas[members], sigmas, nms_thr)
+        kept.append(members[keep])
+    return np.concatenate(kept)
+
+
+def coco_results(
+    results: Sequence[InstanceResult],
+    sigmas: np.ndarray,
+    *,
+    score_mode: str = "bbox_keypoint",
+    keypoint_score_thr: float = 0.2,
+    nms_thr: float | None = 0.9,
+) -> list[dict[str, Any]]:
+    """``results`` as a COCO keypoint results file holds them (``image_id``, ``category_id``,
+    ``keypoints`` as ``[x, y, score] * K``, ``score``), rescored and OKS-NMSed exactly as
+    :class:`CocoAPMetric` ranks them. Needs no ground truth: this is what an evaluation server
+    (COCO test-dev) takes."""
+    if not results:
+        return []
+    k = len(results[0]["keypoints"])
+    image_ids = np.array([int(r["image_id"]) for r in results], dtype=np.int64)
+    coords = _stack(results, "keypoints", (k, 2))
+    scores = _stack(results, "keypoint_scores", (k,))
+    bbox_scores = np.array([float(r.get("bbox_score", 1.0)) for r in results])
+    boxes = _stack(results, "bbox", (4,)) if all("bbox" in r for r in results) else None
+    instance_score = rescore_instances(scores, bbox_scores, score_mode, keypoint_score_thr)
+    keypoints = np.concatenate([coords, scores[:, :, None]], axis=2)
+    order = nms_order(image_ids, keypoints, instance_score, boxes, np.asarray(sigmas, np.float64), nms_thr)
+    return [
+        {"image_id": int(image_ids[i]), "category_id": int(results[i].get("category_id", 1)),
+         "keypoints": [round(float(v), 3) for v in keypoints[i].ravel()], "score": float(instance_score[i])}
+        for i in order
+    ]
 
 
 def _stack(results: Sequence[InstanceResult], key: str, shape: tuple[int, ...]) -> np.ndarray:

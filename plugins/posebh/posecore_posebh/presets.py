@@ -34,7 +34,7 @@ from posecore.config import (
 )
 from posecore.data.metainfo import load_metainfo
 from posecore.data.pipeline import standard_topdown_pipeline
-from posecore.presets import COCO_VAL_PERSON_DETECTIONS, coco_dataset_spec
+from posecore.presets import COCO_VAL_PERSON_DETECTIONS, coco_dataset_spec, coco_test_dev_spec
 from posecore_posebh.datasets import PW3D_KEYPOINT_SET
 
 __all__ = ["ARCHS", "EVAL_DATASETS", "KEYPOINTS", "mdt_preset", "posebh_eval_preset", "tiny_synthetic",
@@ -167,7 +167,7 @@ def posebh_stages(first: int = 0, second: int = 50, third: int = 90, lrs: tuple[
 
 # name -> (model.dataset, codec, val spec, test spec or None, metrics, main metric)
 EVAL_DATASETS: dict[str, tuple[str, str, dict[str, Any], dict[str, Any] | None, list[dict[str, Any]], str]] = {
-    "coco": ("coco", "udp", _coco_val(), None, [_coco_metric()], "AP"),
+    "coco": ("coco", "udp", _coco_val(), {**coco_test_dev_spec(), "dataset_index": 0}, [_coco_metric()], "AP"),
     "ochuman": ("coco", "udp",
                 {"type": "ochuman", "ann_file": "data/ochuman/annotations/ochuman_coco_format_val_range_0.00_1.00.json",
                  "image_root": "data/ochuman/images"},
