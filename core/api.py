@@ -116,10 +116,11 @@ def keypoint_set(config: ExperimentConfig, checkpoint: Any = None) -> DatasetMet
 
 
 def _load_weights(model: torch.nn.Module, checkpoint: Any, source: str) -> None:
-    from posecore.checkpoint import compare_state_dicts, extract_state_dict
+    from posecore.checkpoint import compare_state_dicts, extract_state_dict, fit_model_to
     from posecore.errors import CheckpointError
 
     state = extract_state_dict(checkpoint, source=source)
+    fit_model_to(model, state)
     report = compare_state_dicts(model.state_dict(), state)
     if not report.clean:
         raise CheckpointError(f"{source} does not fit the model:\n{report.format()}")

@@ -42,6 +42,7 @@ __all__ = [
     "compare_state_dicts",
     "convert_state_dict",
     "extract_state_dict",
+    "fit_model_to",
     "load_checkpoint",
     "load_weights",
     "save_checkpoint",
@@ -319,6 +320,16 @@ def _problem_count(report: KeyReport) -> int:
     return len(report.missing) + len(report.unexpected) + len(report.mismatched)
 
 
+def fit_model_to(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> bool:
+    """Let a model resize what the file decides (:meth:`posecore.models.PoseModel.fit_to_state_dict`)
+    before its keys are compared; ``True`` when the model has that method."""
+    fit = getattr(model, "fit_to_state_dict", None)
+    if not callable(fit):
+        return False
+    fit(state_dict)
+    return True
+
+
 def load_weights(
     model: nn.Module,
     path: str | os.PathLike[str],
@@ -345,6 +356,8 @@ def load_weights(
     expected = model.state_dict()
     name, converted = convert_state_dict(state_dict, converter=converter, expected=expected,
                                          registries=registries, source=str(path))
+    if fit_model_to(model, converted):
+        expected = model.state_dict()
     report = compare_state_dicts(expected, converted, converter=name)
     fitting = {k: v for k, v in converted.items() if k in expected and tuple(v.shape) == tuple(expected[k].shape)}
     what = f"{type(model).__name__}" + (f" (after converter {name!r})" if name else "")

@@ -16,6 +16,7 @@ from posecore.checkpoint import (
     compare_state_dicts,
     extract_state_dict,
     load_checkpoint,
+    load_weights,
     save_checkpoint,
 )
 from posecore.errors import CheckpointError
@@ -430,3 +431,30 @@ def test_a_pickled_model_object_is_named_not_extracted(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="holds a pickled torch.nn.modules.container.Sequential object, "
                                               "not a state_dict; save model.state_dict()"):
         extract_state_dict(loaded, source=str(path))
+
+
+class _WidthFromFile(nn.Module):
+    """A model whose output width the checkpoint decides (as ViTPose++'s expert width)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 2)
+
+    def fit_to_state_dict(self, state_dict) -> None:
+        width = state_dict["linear.weight"].shape[0]
+        if width != self.linear.out_features:
+            self.linear = nn.Linear(4, width)
+
+
+def test_load_weights_lets_the_model_take_sizes_from_the_file(tmp_path: Path) -> None:
+    source = nn.Linear(4, 5)
+    save_checkpoint({"state_dict": {"linear.weight": source.weight, "linear.bias": source.bias}}, tmp_path / "w.pth")
+    model = _WidthFromFile()
+    report = load_weights(model, tmp_path / "w.pth", strict=True)
+    assert report.clean and model.linear.out_features == 5
+    torch.testing.assert_close(model.linear.weight, source.weight)
+    # a model without the method is compared as built: the shapes are reported, nothing is resized
+    plain = nn.Sequential()
+    plain.linear = nn.Linear(4, 2)
+    with pytest.raises(CheckpointError, match="linear.weight"):
+        load_weights(plain, tmp_path / "w.pth", strict=True)

@@ -18,6 +18,7 @@ def convert_command(args: argparse.Namespace) -> int:
         compare_state_dicts,
         convert_state_dict,
         extract_state_dict,
+        fit_model_to,
         load_checkpoint,
         save_checkpoint,
     )
@@ -29,14 +30,17 @@ def convert_command(args: argparse.Namespace) -> int:
     if args.converter:
         registries.converters.get(args.converter)  # an unknown name fails before the file is read
     state_dict = extract_state_dict(load_checkpoint(args.input), source=args.input)
-    expected = None
+    model, expected = None, None
     if args.preset:
-        expected = registries.models.build(registries.presets.get(args.preset).load().model).state_dict()
+        model = registries.models.build(registries.presets.get(args.preset).load().model)
+        expected = model.state_dict()
     name, converted = convert_state_dict(state_dict, converter=args.converter, expected=expected,
                                          registries=registries, source=args.input)
     if not args.converter:
         print(f"layout: {f'converter {name!r}' if name else 'posecore (no conversion needed)'}")
-    if expected is not None:
+    if model is not None:
+        fit_model_to(model, converted)  # sizes the file decides (PoseModel.fit_to_state_dict)
+        expected = model.state_dict()
         report = compare_state_dicts(expected, converted, converter=name)
         print(report.format())
         if args.strict and not report.clean:

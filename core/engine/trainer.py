@@ -172,6 +172,10 @@ class Trainer:
         self.model = build_model(config, self.registries, self.codec)
         if config.train.init_weights and self._resume_state is None:
             self._load_init_weights(config.train.init_weights)
+        if self._resume_state is not None:
+            from posecore.checkpoint import fit_model_to
+
+            fit_model_to(self.model, self._resume_state["model"])  # sizes its initial weights decided
         self.train_set = build_train_set(config, self.registries, self.codec, self.data_root) if config.train.epochs else None
         self.eval_sets = build_eval_sets(config, self.registries, self.codec, "val", self.data_root)
         self.optimizer = build_optimizer(self.model, config.train.optimizer)

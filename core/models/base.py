@@ -68,6 +68,15 @@ class PoseModel(nn.Module):
         """Called by the trainer when stage ``index`` of ``TrainConfig.stages`` begins, with that
         stage's ``options``. The trainer itself handles freezing and learning rates."""
 
+    def fit_to_state_dict(self, state_dict: Mapping[str, torch.Tensor]) -> None:
+        """Resize the parts of the architecture that a checkpoint, not the config, decides, before
+        its weights are compared and loaded (posecore's key layout, after any converter).
+
+        The default changes nothing. A model overrides it where released files differ from their
+        own configs in a size the tensors make unambiguous (ViTPose++-S's expert width), so that
+        loading such a file needs no hand-set override. Anything else that does not fit stays a
+        mismatch in the key report."""
+
 
 class ImageNormalizer(nn.Module):
     """uint8 ``(B, 3, H, W)`` images -> float, normalised by mean/std, on the model's device.

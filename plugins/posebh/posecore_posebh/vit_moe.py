@@ -70,6 +70,19 @@ class ExpertMlp(nn.Module):
         self.part_features = part_features
         self.default_expert = default_expert
 
+    def set_part_features(self, part_features: int) -> None:
+        """Rebuild ``fc2`` and the experts for expert width ``part_features`` (fresh weights, to be
+        loaded): the width a checkpoint's tensors give may differ from its config's."""
+        in_features = self.fc2.out_features + self.part_features
+        if not 0 < part_features < in_features:
+            raise ConfigError(f"posebh_vit_moe: an expert width of {part_features} does not fit tokens of width "
+                              f"{in_features}")
+        hidden, like = self.fc1.out_features, self.fc2.weight
+        self.fc2 = nn.Linear(hidden, in_features - part_features, device=like.device, dtype=like.dtype)
+        self.experts = nn.ModuleList(nn.Linear(hidden, part_features, device=like.device, dtype=like.dtype)
+                                     for _ in range(len(self.experts)))
+        self.part_features = part_features
+
     def forward(self, tokens: torch.Tensor, dataset_index: torch.Tensor | None = None) -> torch.Tensor:
         """tokens (B, N, D), dataset_index (B,) int or None (every sample: ``default_expert``) -> (B, N, D)."""
         hidden = self.act(self.fc1(tokens))
@@ -125,6 +138,12 @@ class ViTMoE(ViT):
         )
         self.num_experts = num_experts
         self.part_features = part
+
+    def set_part_features(self, part_features: int) -> None:
+        """Every block's expert width (see :meth:`ExpertMlp.set_part_features`)."""
+        for block in self.blocks:
+            block.mlp.set_part_features(part_features)
+        self.part_features = part_features
 
 
 @attrs.frozen

@@ -119,6 +119,24 @@ def test_vitpose_plus_small_loads_into_its_preset_with_every_key_placed(vitpose_
     assert tuple(result.keypoints.shape) == (1, 133, 2) and torch.isfinite(result.keypoints).all()
 
 
+def test_the_expert_width_is_read_from_the_file_not_the_config(vitpose_plus_small: Path) -> None:
+    """A model built with ViTPose++-S's configured P = 192 takes the file's P = 96 on load (fc2
+    and experts rebuilt before the keys are compared), and then predicts what the preset does."""
+    from posecore.config import apply_overrides
+
+    as_configured = build_model(apply_overrides(posecore.get_preset("vitpose+-s-mdt-256x192"),
+                                                ["model.backbone.part_features=192"]))
+    assert as_configured.backbone.part_features == 192
+    report = load_weights(as_configured, vitpose_plus_small, strict=True)
+    assert report.clean and as_configured.backbone.part_features == 96
+    assert tuple(as_configured.backbone.blocks[0].mlp.experts[3].weight.shape) == (96, 4 * 384)
+    preset = build_model(posecore.get_preset("vitpose+-s-mdt-256x192"))
+    load_weights(preset, vitpose_plus_small, strict=True)
+    batch = {"image": torch.randn(2, 3, 256, 192), "dataset_index": torch.tensor([3, 3])}
+    with torch.no_grad():
+        torch.testing.assert_close(as_configured.eval()(batch), preset.eval()(batch))
+
+
 @pytest.mark.parametrize(("size", "width", "depth", "expert"),
                          [("b", 768, 12, 192), ("l", 1024, 24, 256), ("h", 1280, 32, 320)])
 def test_vitpose_plus_base_large_huge_keys_and_shapes_match_their_presets(size: str, width: int, depth: int,
