@@ -83,7 +83,7 @@ def test_predict_draws_and_writes_coco_results_for_detector_boxes(trained_run, t
     predictions = json.loads((tmp_path / "predictions.json").read_text())
     assert len(predictions) == expected == 33
     assert all(len(p["keypoints"]) == 17 * 3 for p in predictions)
-    assert {p["image_id"] for p in predictions} == {1, 2, 3, 4}
+    assert {p["image_id"] for p in predictions} == {785, 40083, 196141, 197388}  # COCO's ids, from the file names
     drawn = sorted(p.name for p in tmp_path.glob("*.jpg"))
     assert len(drawn) == 8 and "000000000785_heatmaps.jpg" in drawn
 
@@ -130,3 +130,14 @@ def test_export_onnx_matches_the_model_in_onnxruntime(trained_run, tmp_path):
     with torch.no_grad():
         native = model({"image": images}).numpy()
     np.testing.assert_allclose(exported, native, atol=1e-4)
+
+
+def test_predict_numbers_images_by_their_coco_names_or_their_position():
+    from posecore.cli.predict import _image_ids
+
+    coco = [Path("val/000000000785.jpg"), Path("val/000000040083.jpg"), Path("clip.mp4")]
+    assert _image_ids(coco) == {coco[0]: 785, coco[1]: 40083}
+    mixed = [Path("000000000785.jpg"), Path("holiday.jpg")]
+    assert _image_ids(mixed) == {mixed[0]: 1, mixed[1]: 2}
+    clash = [Path("a/7.jpg"), Path("b/007.png")]  # the same number twice: positions, not a collision
+    assert _image_ids(clash) == {clash[0]: 1, clash[1]: 2}

@@ -4,7 +4,8 @@
     posecore predict --preset vitpose-b-coco-256x192 --checkpoint vitpose-b.pth --boxes dets.json val2017/
 
 Writes into ``--output`` (default ``runs/predict-<time>``): ``predictions.json`` (COCO keypoint
-results, with ``file_name``), one drawn image per input image, a drawn video per input video, and
+results, with ``file_name``; ``image_id`` is the file's number when every image is named by one,
+as COCO's are, else its position), one drawn image per input image, a drawn video per input video, and
 with ``--heatmaps`` the heatmaps laid over each image.
 
 A preset whose method needs more than images (a few-shot support set, a text prompt) declares a
@@ -135,16 +136,26 @@ def predict_command(args: argparse.Namespace) -> int:
     output = Path(args.output or Path("runs") / f"predict-{time.strftime('%Y%m%d-%H%M%S')}")
     output.mkdir(parents=True, exist_ok=True)
     results: list[dict[str, Any]] = []
-    for image_id, path in enumerate(files, start=1):
+    image_ids = _image_ids(files)
+    for path in files:
         if path.suffix.lower() in VIDEO_SUFFIXES:
             results += _predict_video(pose, path, boxes, output, args)
         else:
-            results += _predict_image(pose, path, image_id, boxes, output, args)
+            results += _predict_image(pose, path, image_ids[path], boxes, output, args)
     from posecore.config import atomic_write_text
 
     atomic_write_text(output / "predictions.json", json.dumps(results))
     print(f"posecore predict: {len(results)} instance(s) in {len(files)} input(s); results and pictures in {output}")
     return 0
+
+
+def _image_ids(files: list[Path]) -> dict[Path, int]:
+    """COCO's ids where every image is named by its id (``000000000785.jpg``), so that the results
+    file scores against the annotations as it is; otherwise 1, 2, ... in input order."""
+    images = [path for path in files if path.suffix.lower() not in VIDEO_SUFFIXES]
+    if images and all(path.stem.isdigit() for path in images) and len({int(p.stem) for p in images}) == len(images):
+        return {path: int(path.stem) for path in images}
+    return {path: position for position, path in enumerate(images, start=1)}
 
 
 def _results(prediction: Any, image_id: int, file_name: str) -> list[dict[str, Any]]:
