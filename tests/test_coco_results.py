@@ -1,26 +1,21 @@
 """COCO keypoint results files: what ``posecore eval --results`` writes for an evaluation server
-(COCO test-dev has no public ground truth) must rank exactly as the in-process ``coco_ap`` does."""
+(COCO test-dev has no public ground truth) must rank exactly as the in-process ``coco_ap`` does.
+The command itself is tested with the other engine commands (``test_engine_cli.py``)."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from posecore.cli.evaluate import evaluate_files
-from posecore.config import apply_overrides, load_config, save_config
 from posecore.data.metainfo import load_metainfo
 from posecore.metrics.coco_ap import CocoAPMetric, coco_results
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 COCO_GT = SHARED / "coco" / "test_coco.json"
-COCO_DETS = SHARED / "coco" / "test_coco_det_AP_H_56.json"
 
 
 def _noisy_results(seed: int) -> list[dict]:
@@ -64,55 +59,3 @@ def test_results_file_ranks_as_coco_ap_and_scores_the_same(tmp_path: Path) -> No
     assert table["AP"] > 0.5
     for key in ("AP", "AP50", "AP75", "AR"):
         assert scored[key] == pytest.approx(table[key], abs=1e-6), key
-
-
-def _posecore(*args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POSECORE_")}
-    return subprocess.run([sys.executable, "-m", "posecore", *args], capture_output=True, text=True, env=env,
-                          timeout=600)
-
-
-@pytest.fixture(scope="module")
-def test_dev_setup(tiny_config, tmp_path_factory) -> tuple[Path, Path]:
-    """A checkpoint (random weights, the tiny config) and a config whose test split is a
-    test-dev-like image-info file (the COCO sample's images, no annotations) with detector boxes."""
-    from posecore.checkpoint import save_checkpoint
-    from posecore.config import dump_config
-    from posecore.engine.builder import build_model
-
-    folder = tmp_path_factory.mktemp("testdev")
-    data = json.loads(COCO_GT.read_text())
-    info = {key: data[key] for key in ("info", "licenses", "images", "categories")}
-    (folder / "image_info.json").write_text(json.dumps(info))
-    config = apply_overrides(tiny_config(epochs=0), [
-        f"data.test=[{{type: coco, ann_file: {folder / 'image_info.json'}, "
-        f"image_root: {SHARED / 'coco'}, bbox_file: {COCO_DETS}, bbox_score_thr: 0.3}}]"])
-    save_config(config, folder / "testdev.yaml")
-    torch.manual_seed(0)
-    model = build_model(load_config(folder / "testdev.yaml"))
-    save_checkpoint({"state_dict": model.state_dict(), "meta": {"config": dump_config(config)}}, folder / "w.pth")
-    return folder / "testdev.yaml", folder / "w.pth"
-
-
-def test_eval_writes_server_results_for_a_split_without_ground_truth(test_dev_setup, tmp_path: Path) -> None:
-    config, weights = test_dev_setup
-    out = tmp_path / "test-dev_results.json"
-    result = _posecore("eval", "--config", str(config), "--checkpoint", str(weights), "--split", "test",
-                       "--device", "cpu", "--results", str(out))
-    assert result.returncode == 0, result.stderr
-    rows = json.loads(out.read_text())
-    detections = [d for d in json.loads(COCO_DETS.read_text()) if d["score"] > 0.3]
-    assert 0 < len(rows) <= len(detections) == 33
-    coco_ids = {image["id"] for image in json.loads(COCO_GT.read_text())["images"]}
-    assert {row["image_id"] for row in rows} <= coco_ids, "COCO image ids, not positions"
-    assert all(len(row["keypoints"]) == 51 and row["category_id"] == 1 for row in rows)
-    assert all(0 <= row["score"] <= 1 for row in rows)
-    assert f"{len(detections)} instances predicted" in result.stdout
-
-
-def test_eval_without_results_names_the_missing_ground_truth(test_dev_setup) -> None:
-    config, weights = test_dev_setup
-    result = _posecore("eval", "--config", str(config), "--checkpoint", str(weights), "--split", "test",
-                       "--device", "cpu")
-    assert result.returncode == 2
-    assert "no ground truth" in result.stderr and "--results FILE" in result.stderr

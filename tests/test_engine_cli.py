@@ -141,3 +141,54 @@ def test_predict_numbers_images_by_their_coco_names_or_their_position():
     assert _image_ids(mixed) == {mixed[0]: 1, mixed[1]: 2}
     clash = [Path("a/7.jpg"), Path("b/007.png")]  # the same number twice: positions, not a collision
     assert _image_ids(clash) == {clash[0]: 1, clash[1]: 2}
+
+
+# -- COCO test-dev: a split without ground truth, predicted into a results file --------------------
+
+COCO_GT, COCO_DETS = SHARED / "coco" / "test_coco.json", SHARED / "coco" / "test_coco_det_AP_H_56.json"
+
+
+@pytest.fixture(scope="module")
+def test_dev_setup(tiny_config, tmp_path_factory) -> tuple[Path, Path]:
+    """A checkpoint (random weights, the tiny config) and a config whose test split is a
+    test-dev-like image-info file (the COCO sample's images, no annotations) with detector boxes."""
+    from posecore.checkpoint import save_checkpoint
+    from posecore.config import apply_overrides, dump_config, load_config
+    from posecore.engine.builder import build_model
+
+    folder = tmp_path_factory.mktemp("testdev")
+    data = json.loads(COCO_GT.read_text())
+    info = {key: data[key] for key in ("info", "licenses", "images", "categories")}
+    (folder / "image_info.json").write_text(json.dumps(info))
+    config = apply_overrides(tiny_config(epochs=0), [
+        f"data.test=[{{type: coco, ann_file: {folder / 'image_info.json'}, "
+        f"image_root: {SHARED / 'coco'}, bbox_file: {COCO_DETS}, bbox_score_thr: 0.3}}]"])
+    save_config(config, folder / "testdev.yaml")
+    torch.manual_seed(0)
+    model = build_model(load_config(folder / "testdev.yaml"))
+    save_checkpoint({"state_dict": model.state_dict(), "meta": {"config": dump_config(config)}}, folder / "w.pth")
+    return folder / "testdev.yaml", folder / "w.pth"
+
+
+def test_eval_writes_server_results_for_a_split_without_ground_truth(test_dev_setup, tmp_path: Path) -> None:
+    config, weights = test_dev_setup
+    out = tmp_path / "test-dev_results.json"
+    result = posecore("eval", "--config", str(config), "--checkpoint", str(weights), "--split", "test",
+                      "--device", "cpu", "--results", str(out))
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(out.read_text())
+    detections = [d for d in json.loads(COCO_DETS.read_text()) if d["score"] > 0.3]
+    assert 0 < len(rows) <= len(detections) == 33
+    coco_ids = {image["id"] for image in json.loads(COCO_GT.read_text())["images"]}
+    assert {row["image_id"] for row in rows} <= coco_ids, "COCO image ids, not positions"
+    assert all(len(row["keypoints"]) == 51 and row["category_id"] == 1 for row in rows)
+    assert all(0 <= row["score"] <= 1 for row in rows)
+    assert f"{len(detections)} instances predicted" in result.stdout
+
+
+def test_eval_without_results_names_the_missing_ground_truth(test_dev_setup) -> None:
+    config, weights = test_dev_setup
+    result = posecore("eval", "--config", str(config), "--checkpoint", str(weights), "--split", "test",
+                      "--device", "cpu")
+    assert result.returncode == 2
+    assert "no ground truth" in result.stderr and "--results FILE" in result.stderr

@@ -147,8 +147,8 @@ def _write_coco_results(path: Path, results: list, config: ExperimentConfig, met
     if not meta.sigmas:
         raise ConfigError(f"--results: keypoint set {meta.name!r} has no OKS sigmas, which the OKS-NMS of a COCO "
                           "results file needs; add 'sigmas' to its metainfo")
-    options = next((ComponentSpec.parse(m).args for m in config.eval.metrics if ComponentSpec.parse(m).type == "coco_ap"),
-                   {})
+    specs = [ComponentSpec.parse(metric) for metric in config.eval.metrics]
+    options = next((spec.args for spec in specs if spec.type == "coco_ap"), {})
     chosen = {key: options[key] for key in ("score_mode", "keypoint_score_thr", "nms_thr") if key in options}
     rows = coco_results(results, np.asarray(meta.sigmas), **chosen)
     atomic_write_text(path, json.dumps(rows))

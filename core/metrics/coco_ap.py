@@ -60,6 +60,7 @@ __all__ = [
     "nms_order",
     "oks_nms",
     "rescore_instances",
+    "scored_keypoints",
 ]
 
 #: Result keys of ``iou_type='keypoints'``, in pycocotools' ``stats`` order.
@@ -784,17 +785,13 @@ class CocoAPMetric:
                 f"({int(unknown.sum())} results are); evaluate against the annotation file of the images predicted"
             )
         category_index = self._category_index(results)
-        coords = _stack(results, "keypoints", (k, 2))
-        scores = _stack(results, "keypoint_scores", (k,))
-        bbox_scores = np.array([float(r.get("bbox_score", 1.0)) for r in results])
         boxes = None
         if self.detection_area == "bbox" or any("bbox" in r for r in results):
             if all("bbox" in r for r in results):
                 boxes = _stack(results, "bbox", (4,))
             elif self.detection_area == "bbox":
                 raise ConfigError("coco_ap: detection_area='bbox' needs 'bbox' in every result; some results lack it")
-        instance_score = rescore_instances(scores, bbox_scores, self.score_mode, self.keypoint_score_thr)
-        keypoints = np.concatenate([coords, scores[:, :, None]], axis=2)
+        keypoints, instance_score = scored_keypoints(results, k, self.score_mode, self.keypoint_score_thr)
         order = nms_order(image_index, keypoints, instance_score, boxes, self.sigmas, self.nms_thr)
         if self.detection_area == "bbox":
             assert boxes is not None
@@ -827,6 +824,17 @@ class CocoAPMetric:
                 f"coco_ap: a result has category_id {int(category_ids[unknown][0])}, which is not a category of {self.ann_file}"
             )
         return index
+
+
+def scored_keypoints(results: Sequence[InstanceResult], k: int, score_mode: str,
+                     keypoint_score_thr: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(N, K, 3)`` x, y, score per keypoint and the ``(N,)`` instance scores of ``score_mode``
+    (:func:`rescore_instances`): what both the metric and a results file rank by."""
+    coords = _stack(results, "keypoints", (k, 2))
+    scores = _stack(results, "keypoint_scores", (k,))
+    bbox_scores = np.array([float(r.get("bbox_score", 1.0)) for r in results])
+    instance_score = rescore_instances(scores, bbox_scores, score_mode, keypoint_score_thr)
+    return np.concatenate([coords, scores[:, :, None]], axis=2), instance_score
 
 
 def nms_order(image_index: np.ndarray, keypoints: np.ndarray, score: np.ndarray, boxes: np.ndarray | None,
@@ -867,12 +875,8 @@ def coco_results(
         return []
     k = len(results[0]["keypoints"])
     image_ids = np.array([int(r["image_id"]) for r in results], dtype=np.int64)
-    coords = _stack(results, "keypoints", (k, 2))
-    scores = _stack(results, "keypoint_scores", (k,))
-    bbox_scores = np.array([float(r.get("bbox_score", 1.0)) for r in results])
+    keypoints, instance_score = scored_keypoints(results, k, score_mode, keypoint_score_thr)
     boxes = _stack(results, "bbox", (4,)) if all("bbox" in r for r in results) else None
-    instance_score = rescore_instances(scores, bbox_scores, score_mode, keypoint_score_thr)
-    keypoints = np.concatenate([coords, scores[:, :, None]], axis=2)
     order = nms_order(image_ids, keypoints, instance_score, boxes, np.asarray(sigmas, np.float64), nms_thr)
     return [
         {"image_id": int(image_ids[i]), "category_id": int(results[i].get("category_id", 1)),

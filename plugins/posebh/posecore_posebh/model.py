@@ -56,7 +56,7 @@ from posecore.errors import CheckpointError, ConfigError
 from posecore.models.base import Batch, ImageNormalizer, PoseModel, PoseResult, batch_flip_indices
 from posecore_posebh.losses import PrototypeLossWeights, joints_mse, prototype_contrast
 from posecore_posebh.prototypes import ClusterPrototypes, cluster_prototypes
-from posecore_posebh.vit_moe import ViTMoE, merge_expert, read_moe_shapes
+from posecore_posebh.vit_moe import ViTMoE, expert_width, merge_expert
 
 __all__ = ["DATASET_NAMES", "STAGE_OPTIONS", "PoseBHLayout", "PoseBHModel", "PoseBHTransferModel", "SplitToDataset",
            "mmpose0x", "remove_proto", "split_aic", "split_ap10k", "split_apt36k", "split_coco", "split_mpii",
@@ -522,10 +522,8 @@ class PoseBHModel(_PoseBH):
     def fit_to_state_dict(self, state_dict: Mapping[str, torch.Tensor]) -> None:
         """Take the expert width P from the file's tensors: the released ViTPose++-S has P = 96
         although its config says 192, and a file trained with any other P loads the same way."""
-        if not isinstance(self.backbone, ViTMoE) or not any(_EXPERT_WEIGHT.match(key) for key in state_dict):
-            return
-        width = read_moe_shapes(state_dict).part_features
-        if width != self.backbone.part_features:
+        width = expert_width(state_dict)
+        if isinstance(self.backbone, ViTMoE) and width is not None and width != self.backbone.part_features:
             self.backbone.set_part_features(width)
 
 
@@ -576,7 +574,6 @@ class PoseBHTransferModel(_PoseBH):
 # others under ``associate_keypoint_heads.{0..4}.*``, ``proto_head.*`` as posecore's.
 
 _HEAD = re.compile(r"^keypoint_head\.")
-_EXPERT_WEIGHT = re.compile(r"^backbone\.blocks\.\d+\.mlp\.experts\.\d+\.weight$")
 _ASSOCIATE = re.compile(r"^associate_keypoint_heads\.(\d+)\.")
 _POSECORE_HEAD = re.compile(r"^heads\.(\d+)\.")
 

@@ -30,7 +30,7 @@ from torch import nn
 from posecore.errors import ConfigError
 from posecore.models.vit import VIT_ARCHS, ViT
 
-__all__ = ["EXPERT_WIDTHS", "ExpertMlp", "MoEShapes", "ViTMoE", "merge_expert", "read_moe_shapes"]
+__all__ = ["EXPERT_WIDTHS", "ExpertMlp", "MoEShapes", "ViTMoE", "expert_width", "merge_expert", "read_moe_shapes"]
 
 #: Expert width P of the released ViTPose++ checkpoints, by arch (S: the file's 96, not its config's 192).
 EXPERT_WIDTHS: dict[str, int] = {"small": 96, "base": 192, "large": 256, "huge": 320}
@@ -158,6 +158,13 @@ class MoEShapes:
 
 _EXPERT_KEY = re.compile(r"^(?:backbone\.)?blocks\.(\d+)\.mlp\.experts\.(\d+)\.weight$")
 _BLOCK_KEY = re.compile(r"^(?:backbone\.)?blocks\.(\d+)\.")
+
+
+def expert_width(state_dict: Mapping[str, torch.Tensor]) -> int | None:
+    """P, the rows of block 0's first expert (keys with or without ``backbone.``); ``None`` when
+    the state_dict has no experts (a plain ViT, or a split file)."""
+    return next((int(t.shape[0]) for key, t in state_dict.items() if (m := _EXPERT_KEY.match(key)) and m[1] == "0"),
+                None)
 
 
 def read_moe_shapes(state_dict: Mapping[str, torch.Tensor]) -> MoEShapes:
