@@ -102,7 +102,7 @@ def time_posecore(gt_file: Path, results: list[dict], pred_file: Path) -> tuple[
     as written, as pycocotools scores them.
     """
     from posecore.metrics import CocoAPMetric
-    from posecore.metrics.results import load_coco_predictions, parse_coco_predictions, predictions_to_instances
+    from posecore.metrics._results import load_coco_predictions, parse_coco_predictions, predictions_to_instances
 
     metric = CocoAPMetric(str(gt_file), metainfo="coco", score_mode="bbox", nms_thr=None)
     start = time.perf_counter()

@@ -24,8 +24,8 @@ import cv2
 import torch
 
 from posecore.data import PipelineDataset, build_pipeline, standard_topdown_pipeline
-from posecore.data.coco import coco
-from posecore.plugins import get_host
+from posecore.data._coco import coco
+from posecore._plugins import get_host
 
 ROOT = Path(__file__).resolve().parents[1]
 INPUT_SIZE, HEATMAP_SIZE = (192, 256), (48, 64)

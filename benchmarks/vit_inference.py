@@ -12,7 +12,7 @@ What differs: transformers refuses ``attn_implementation="sdpa"`` for ``VitPoseF
 yet its backbone (built from its own sub-config) does run ``F.scaled_dot_product_attention``, as
 posecore's blocks do; attention is a few percent of the time either way. The linear layers, about
 90% of the MACs, are where posecore gains: in CPU inference they run through oneDNN
-(:class:`posecore.models.vit.InferenceLinear`) instead of MKL's sgemm.
+(:class:`posecore.models._vit.InferenceLinear`) instead of MKL's sgemm.
 
 The issue's target: at least 1.1x transformers' img/s at batch 1 and at batch 32.
 
@@ -32,7 +32,7 @@ import torch
 from transformers import VitPoseBackboneConfig, VitPoseConfig, VitPoseForPoseEstimation, VitPoseImageProcessor
 
 import posecore
-from posecore.plugins import get_host
+from posecore._plugins import get_host
 
 
 def transformers_vitpose_b() -> VitPoseForPoseEstimation:

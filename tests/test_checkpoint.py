@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from posecore.checkpoint import (
+from posecore._checkpoint import (
     ConvertedStateDict,
     ForeignObject,
     KeyReport,
@@ -19,7 +19,7 @@ from posecore.checkpoint import (
     load_weights,
     save_checkpoint,
 )
-from posecore.errors import CheckpointError
+from posecore._errors import CheckpointError
 
 
 class Arbitrary:

@@ -42,7 +42,7 @@ def _declared_version(plugin: str) -> str:
 
 
 def _preset_config():
-    from posecore.presets import simplebaseline_res50_coco
+    from posecore._presets import simplebaseline_res50_coco
 
     return simplebaseline_res50_coco()
 
@@ -51,7 +51,7 @@ def _preset_config():
 
 
 def test_every_command_is_covered() -> None:
-    from posecore.cli.main import COMMANDS as REGISTERED
+    from posecore._cli.main import COMMANDS as REGISTERED
 
     assert set(REGISTERED) == set(COMMANDS)
 
@@ -71,7 +71,7 @@ def test_help(command, posecore_cli) -> None:
 def test_building_the_parser_does_not_import_torch(tmp_path) -> None:
     code = (
         "import sys\n"
-        "from posecore.cli.main import build_parser, main\n"
+        "from posecore._cli.main import build_parser, main\n"
         "parser, parsers = build_parser()\n"
         "assert set(parsers) >= {'plugins', 'run', 'flops'}\n"
         "print('torch' in sys.modules)\n"
@@ -211,7 +211,7 @@ def _deconv_head_macs(in_channels: int, height: int, width: int, channels: list[
 
 
 def test_flops_json_matches_the_model(posecore_cli) -> None:
-    from posecore.plugins import load_plugins
+    from posecore._plugins import load_plugins
 
     result = posecore_cli("flops", "--json", "--preset", PRESET)
     assert result.returncode == 0, result.stderr
@@ -389,7 +389,7 @@ NO_DEFAULT_PRESET = """
 
     @hookimpl
     def posecore_presets():
-        return [Preset("nodefault-preset", "posecore.presets:simplebaseline_res50_coco", "not the default")]
+        return [Preset("nodefault-preset", "posecore._presets:simplebaseline_res50_coco", "not the default")]
 """
 
 

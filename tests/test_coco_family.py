@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 
 from posecore.data import load_metainfo
-from posecore.data.transforms import GetBBoxCenterScale
-from posecore.errors import DataError
-from posecore.plugins import get_host
+from posecore.data._transforms import GetBBoxCenterScale
+from posecore._errors import DataError
+from posecore._plugins import get_host
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 METAINFO = SHARED / "metainfo"
@@ -42,7 +42,7 @@ def _datasets() -> Any:
 def _coco_family_names() -> list[str]:
     """Every registered dataset implemented by the COCO-format module, whichever plugin declared it."""
     registry = _datasets()
-    return [name for name in registry.names() if registry.get(name).factory.startswith("posecore.data.coco:")]
+    return [name for name in registry.names() if registry.get(name).factory.startswith("posecore.data._coco:")]
 
 
 @attrs.frozen

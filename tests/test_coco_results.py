@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from posecore.cli.evaluate import evaluate_files
-from posecore.data.metainfo import load_metainfo
-from posecore.metrics.coco_ap import CocoAPMetric, coco_results
+from posecore._cli.evaluate import evaluate_files
+from posecore.data._metainfo import load_metainfo
+from posecore.metrics._coco_ap import CocoAPMetric, coco_results
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 COCO_GT = SHARED / "coco" / "test_coco.json"

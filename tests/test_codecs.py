@@ -26,8 +26,8 @@ from posecore.codecs import (
     gaussian_blur,
     heatmap_argmax,
 )
-from posecore.codecs.catalog import CODECS
-from posecore.codecs.refine import opencv_gaussian_kernel
+from posecore.codecs._catalog import CODECS
+from posecore.codecs._refine import opencv_gaussian_kernel
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 METAINFO = SHARED / "metainfo"
@@ -656,7 +656,7 @@ def test_catalog_declares_buildable_codecs_without_torch_at_import() -> None:
     import subprocess
     import sys
 
-    code = "import sys; import posecore.codecs.catalog; print('torch' in sys.modules)"
+    code = "import sys; import posecore.codecs._catalog; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "False", result.stderr
 

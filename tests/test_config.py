@@ -24,7 +24,7 @@ from posecore.config import (
     parse_override,
     save_config,
 )
-from posecore.errors import ConfigError
+from posecore._errors import ConfigError
 
 # ---------------------------------------------------------------------------------------------
 # helpers

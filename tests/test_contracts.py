@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from posecore.plugins import load_plugins
+from posecore._plugins import load_plugins
 from posecore.testing import ContractCase, contract_cases
 
 HOST = load_plugins(autoload=True, strict=True)

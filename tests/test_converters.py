@@ -19,10 +19,10 @@ import torch
 from safetensors.torch import save_file
 
 import posecore
-from posecore.checkpoint import CheckpointError, convert_state_dict, load_weights
-from posecore.models.heads import HeatmapDeconvHead, HeatmapSimpleHead
-from posecore.models.topdown import TopdownHeatmapModel
-from posecore.models.vit import ViT
+from posecore._checkpoint import CheckpointError, convert_state_dict, load_weights
+from posecore.models._heads import HeatmapDeconvHead, HeatmapSimpleHead
+from posecore.models._topdown import TopdownHeatmapModel
+from posecore.models._vit import ViT
 
 transformers = pytest.importorskip("transformers")
 

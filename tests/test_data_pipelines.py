@@ -26,7 +26,7 @@ import torch
 
 from posecore.codecs import MSRAHeatmap, UDPHeatmap
 from posecore.data import PipelineDataset, build_pipeline, collate_samples, standard_topdown_pipeline
-from posecore.plugins import get_host
+from posecore._plugins import get_host
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 METAINFO = SHARED / "metainfo"
@@ -34,8 +34,8 @@ INPUT = (192, 256)  # width, height
 HEATMAP = (48, 64)
 HUMANART_PREFIX = "HumanArt/images/"
 #: Modules whose readers parse the original formats that shared/data holds samples of.
-SAMPLE_FORMAT_MODULES = ("posecore.data.coco:", "posecore.data.mpii:", "posecore.data.interhand:",
-                         "posecore.data.mp100:")
+SAMPLE_FORMAT_MODULES = ("posecore.data._coco:", "posecore.data._mpii:", "posecore.data._interhand:",
+                         "posecore.data._mp100:")
 
 pytestmark = pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared sample data not found at {SHARED}")
 

@@ -13,11 +13,11 @@ import yaml
 import posecore
 from posecore.codecs import MSRAHeatmap, UDPHeatmap
 from posecore.config import ExperimentConfig, apply_overrides, structure, unstructure
-from posecore.engine.builder import build_codec, build_eval_sets, build_train_set, split_dataset_spec
-from posecore.engine.trainer import Callback, Trainer
-from posecore.errors import ConfigError
-from posecore.plugins import get_host
-from posecore.registry import validate_config
+from posecore.engine._builder import build_codec, build_eval_sets, build_train_set, split_dataset_spec
+from posecore.engine._trainer import Callback, Trainer
+from posecore._errors import ConfigError
+from posecore._plugins import get_host
+from posecore._registry import validate_config
 
 INPUT, HEATMAP = (48, 64), (12, 16)
 MSRA = {"type": "msra_heatmap", "input_size": list(INPUT), "heatmap_size": list(HEATMAP), "sigma": 1.0}

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 from posecore.data import check_sample, collate_samples, load_metainfo
-from posecore.data.dataset import PipelineDataset
-from posecore.data.mp100 import MP100Dataset, mp100_categories
-from posecore.errors import ConfigError, DataError
+from posecore.data._dataset import PipelineDataset
+from posecore.data._mp100 import MP100Dataset, mp100_categories
+from posecore._errors import ConfigError, DataError
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 ANNOTATIONS = SHARED / "mp100" / "annotations"

@@ -19,11 +19,11 @@ from posecore.config import (
     apply_overrides,
     load_config,
 )
-from posecore.engine.optim import apply_stage, build_param_groups, lr_factor, stage_at
-from posecore.engine.sampling import EpochSampler
-from posecore.engine.state import load_train_state
-from posecore.engine.trainer import Callback, Trainer, TrainingDiverged
-from posecore.errors import CheckpointError, ConfigError
+from posecore.engine._optim import apply_stage, build_param_groups, lr_factor, stage_at
+from posecore.engine._sampling import EpochSampler
+from posecore.engine._state import load_train_state
+from posecore.engine._trainer import Callback, Trainer, TrainingDiverged
+from posecore._errors import CheckpointError, ConfigError
 
 # ------------------------------------------------------------------------------------ sampling
 
@@ -148,7 +148,7 @@ def test_stages_freeze_by_glob():
 
 
 def _batches_per_epoch(cache: str) -> int:
-    from posecore.data.synthetic import synthetic_people
+    from posecore.data._synthetic import synthetic_people
 
     return len(synthetic_people("train", num_images=24, cache_dir=cache)) // 8
 

@@ -97,9 +97,9 @@ def test_predict_errors_name_the_input(trained_run, tmp_path):
 def test_pose_api_matches_the_evaluation_of_the_same_boxes(trained_run, tiny_config):
     """Pose on an image with a val instance's box predicts what evaluation predicted for it."""
     from posecore import Pose
-    from posecore.api import load_model
-    from posecore.engine.builder import build_eval_sets
-    from posecore.engine.evaluation import predict_dataset
+    from posecore._api import load_model
+    from posecore.engine._builder import build_eval_sets
+    from posecore.engine._evaluation import predict_dataset
 
     checkpoint = trained_run / "run" / "checkpoints" / "best.pth"
     model, config, _ = load_model(checkpoint, device="cpu")
@@ -118,7 +118,7 @@ def test_pose_api_matches_the_evaluation_of_the_same_boxes(trained_run, tiny_con
 def test_export_onnx_matches_the_model_in_onnxruntime(trained_run, tmp_path):
     import onnxruntime
 
-    from posecore.api import load_model
+    from posecore._api import load_model
 
     checkpoint = trained_run / "run" / "checkpoints" / "best.pth"
     result = posecore("export", "--checkpoint", str(checkpoint), "-o", str(tmp_path / "tiny.onnx"))
@@ -133,7 +133,7 @@ def test_export_onnx_matches_the_model_in_onnxruntime(trained_run, tmp_path):
 
 
 def test_predict_numbers_images_by_their_coco_names_or_their_position():
-    from posecore.cli.predict import _image_ids
+    from posecore._cli.predict import _image_ids
 
     coco = [Path("val/000000000785.jpg"), Path("val/000000040083.jpg"), Path("clip.mp4")]
     assert _image_ids(coco) == {coco[0]: 785, coco[1]: 40083}
@@ -152,9 +152,9 @@ COCO_GT, COCO_DETS = SHARED / "coco" / "test_coco.json", SHARED / "coco" / "test
 def test_dev_setup(tiny_config, tmp_path_factory) -> tuple[Path, Path]:
     """A checkpoint (random weights, the tiny config) and a config whose test split is a
     test-dev-like image-info file (the COCO sample's images, no annotations) with detector boxes."""
-    from posecore.checkpoint import save_checkpoint
+    from posecore._checkpoint import save_checkpoint
     from posecore.config import apply_overrides, dump_config, load_config
-    from posecore.engine.builder import build_model
+    from posecore.engine._builder import build_model
 
     folder = tmp_path_factory.mktemp("testdev")
     data = json.loads(COCO_GT.read_text())

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from posecore.cli.main import main
+from posecore._cli.main import main
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 COCO = SHARED / "coco" / "test_coco.json"
@@ -91,7 +91,7 @@ def test_aic_without_area_and_the_scoring_options(tmp_path: Path, capsys: pytest
 
 def test_pckh_from_the_mat_file_equals_the_metric(capsys: pytest.CaptureFixture[str]) -> None:
     from posecore.metrics import MpiiPCKhMetric
-    from posecore.metrics.results import load_mpii_ground_truth, load_mpii_predictions
+    from posecore.metrics._results import load_mpii_ground_truth, load_mpii_predictions
 
     metric = MpiiPCKhMetric()
     metric.update(load_mpii_predictions(TOMPSON, load_mpii_ground_truth(MPII_GT)))

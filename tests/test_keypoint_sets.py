@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from posecore.data import builtin_keypoint_sets, load_metainfo
-from posecore.data.metainfo import DatasetMeta
+from posecore.data._metainfo import DatasetMeta
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 METAINFO = SHARED / "metainfo"
@@ -120,7 +120,7 @@ def test_shipped_mp100_categories_equal_the_shared_table() -> None:
 
 
 def test_shipped_mp100_names_and_splits_equal_the_shared_table() -> None:
-    from posecore.data.mp100 import mp100_categories, mp100_splits
+    from posecore.data._mp100 import mp100_categories, mp100_splits
 
     shared = _read(METAINFO / "mp100.json")
     categories = mp100_categories()

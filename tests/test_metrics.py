@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from posecore.errors import ConfigError
+from posecore._errors import ConfigError
 from posecore.metrics import (
     AUCMetric,
     CocoAPMetric,
@@ -27,8 +27,8 @@ from posecore.metrics import (
     PCKMetric,
     oks_nms,
 )
-from posecore.metrics.coco_ap import rescore_instances
-from posecore.metrics.results import (
+from posecore.metrics._coco_ap import rescore_instances
+from posecore.metrics._results import (
     load_coco_keypoint_annotations,
     load_coco_predictions,
     load_mpii_ground_truth,
@@ -480,7 +480,7 @@ def test_pckh_from_the_mpii_reader_equals_the_mat_file_protocol() -> None:
     the Tompson predictions moved the same way give the table of the MATLAB-frame protocol."""
     import warnings
 
-    from posecore.data.mpii import MpiiDataset
+    from posecore.data._mpii import MpiiDataset
 
     gt_file, pred_file = MPII / "test_mpii_gt_val.mat", MPII / "test_mpii_tompson2015_preds.json"
     with warnings.catch_warnings():
@@ -642,8 +642,8 @@ def test_distance_metrics_reject_missing_fields() -> None:
 
 
 def test_every_metric_follows_the_protocol_and_builds_from_the_registry(tmp_path: Path) -> None:
-    from posecore.metrics.catalog import METRICS
-    from posecore.plugins import load_plugins
+    from posecore.metrics._catalog import METRICS
+    from posecore._plugins import load_plugins
 
     registries = load_plugins(autoload=False).registries
     assert [c.name for c in METRICS] == ["coco_ap", "pckh", "pck", "auc", "epe", "nme"]
@@ -659,7 +659,7 @@ def test_every_metric_follows_the_protocol_and_builds_from_the_registry(tmp_path
 
 def test_queries_of_different_episodes_are_not_duplicates():
     """Few-shot evaluation scores one instance once per episode it is the query of."""
-    from posecore.metrics.base import ResultBuffer
+    from posecore.metrics._base import ResultBuffer
 
     base = {"image_id": 3, "id": 7, "bbox": np.array([0.0, 0.0, 10.0, 10.0])}
     buffer = ResultBuffer("pck", ())

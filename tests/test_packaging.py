@@ -98,8 +98,8 @@ def test_extra_installs_the_plugin_from_wheels(isolated_python: Path, wheelhouse
 def test_wheel_ships_every_core_module(isolated_python: Path, wheelhouse: Path) -> None:
     _pip_install(isolated_python, wheelhouse, "posecore")
     source_modules = sorted(
-        "posecore." + ".".join(p.relative_to(ROOT / "core").with_suffix("").parts).removesuffix(".__init__")
-        for p in (ROOT / "core").rglob("*.py")
+        ".".join(p.relative_to(ROOT / "core").with_suffix("").parts)
+        for p in (ROOT / "core" / "posecore").rglob("*.py")
     )
     source_modules = sorted(m.removesuffix(".__init__") for m in source_modules)
     listing = _run(isolated_python, "-c", (

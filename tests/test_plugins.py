@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import tomllib
 
-from posecore.errors import ConfigError, PluginError, UnknownComponentError
+from posecore._errors import ConfigError, PluginError, UnknownComponentError
 from posecore.hookspecs import MIN_PLUGIN_API_VERSION, PLUGIN_API_VERSION
-from posecore.plugins import load_plugins
+from posecore._plugins import load_plugins
 
 ROOT = Path(__file__).resolve().parents[1]
 OFFICIAL = ("pgvl", "vlpose", "posebh", "poseanything", "hevitpose")
@@ -128,7 +128,7 @@ MISBEHAVING_HEADS = {
     "returns-none": ("return None", ["NoneType"]),
     "non-component-item": ("return ['not a component']", ["str", "Component"]),
     "preset-among-heads": (
-        "return [posecore.Preset('p', 'posecore.presets:simplebaseline_res50_coco')]", ["Preset", "Component"]),
+        "return [posecore.Preset('p', 'posecore._presets:simplebaseline_res50_coco')]", ["Preset", "Component"]),
 }
 
 
@@ -144,7 +144,7 @@ def test_misbehaving_registration_hook_withdraws_the_whole_plugin(case, fake_plu
 
     @posecore.hookimpl
     def posecore_presets():
-        return [posecore.Preset("shaky-preset", "posecore.presets:simplebaseline_res50_coco")]
+        return [posecore.Preset("shaky-preset", "posecore._presets:simplebaseline_res50_coco")]
 """
     on_path(fake_plugin_dist("shaky", source))
     host = load_plugins()
@@ -408,9 +408,9 @@ PRESETS = """
     @posecore.hookimpl
     def posecore_presets():
         return [
-            posecore.Preset("{name}-a", "posecore.presets:simplebaseline_res50_coco", default={a}),
-            posecore.Preset("{name}-b", "posecore.presets:simplebaseline_res50_coco", default={b}),
-            posecore.Preset("{name}-c", "posecore.presets:simplebaseline_res50_coco"),
+            posecore.Preset("{name}-a", "posecore._presets:simplebaseline_res50_coco", default={a}),
+            posecore.Preset("{name}-b", "posecore._presets:simplebaseline_res50_coco", default={b}),
+            posecore.Preset("{name}-c", "posecore._presets:simplebaseline_res50_coco"),
         ]
 """
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from posecore.components import Preset
-from posecore.models.base import PoseResult
+from posecore._components import Preset
+from posecore.models._base import PoseResult
 
 FEW_SHOT_PLUGIN = """
     import json
@@ -34,9 +34,9 @@ FEW_SHOT_PLUGIN = """
     @posecore.hookimpl
     def posecore_presets():
         return [
-            posecore.Preset("fewshot-a", "posecore.presets:simplebaseline_res50_coco", default=True,
+            posecore.Preset("fewshot-a", "posecore._presets:simplebaseline_res50_coco", default=True,
                             predictor="posecore_fake_fewshot:predict"),
-            posecore.Preset("fewshot-plain", "posecore.presets:simplebaseline_res50_coco"),
+            posecore.Preset("fewshot-plain", "posecore._presets:simplebaseline_res50_coco"),
         ]
 
 
@@ -75,7 +75,7 @@ def test_a_posecore_checkpoint_picks_the_predictor_of_its_preset(fake_plugin_dis
     import yaml
 
     from posecore.config import unstructure
-    from posecore.presets import simplebaseline_res50_coco
+    from posecore._presets import simplebaseline_res50_coco
 
     config = unstructure(simplebaseline_res50_coco())
     checkpoint = tmp_path / "best.pth"
@@ -92,14 +92,14 @@ def test_a_posecore_checkpoint_picks_the_predictor_of_its_preset(fake_plugin_dis
 @pytest.mark.parametrize("predictor", [42, "no_colon"])
 def test_a_predictor_must_be_callable_or_a_reference(predictor) -> None:
     with pytest.raises((TypeError, ValueError), match="predictor"):
-        Preset("p", "posecore.presets:simplebaseline_res50_coco", predictor=predictor)
-    assert Preset("p", "posecore.presets:simplebaseline_res50_coco", predictor=print).predictor is print
+        Preset("p", "posecore._presets:simplebaseline_res50_coco", predictor=predictor)
+    assert Preset("p", "posecore._presets:simplebaseline_res50_coco", predictor=print).predictor is print
 
 
 def test_instance_results_keep_each_samples_own_keypoints() -> None:
     """A batch mixing categories of 3 and 5 keypoints: the model predicts 5 slots; each result
     keeps its own K, mapped through its own warp."""
-    from posecore.engine.evaluation import instance_results
+    from posecore.engine._evaluation import instance_results
 
     warp = torch.tensor([[[2.0, 0.0, -10.0], [0.0, 2.0, -20.0]], [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]])
     batch = {
@@ -122,9 +122,9 @@ def test_instance_results_keep_each_samples_own_keypoints() -> None:
 
 
 def test_foreign_checkpoint_meta_configs_are_not_posecore_configs() -> None:
-    from posecore.api import config_from_checkpoint
+    from posecore._api import config_from_checkpoint
     from posecore.config import dump_config
-    from posecore.presets import simplebaseline_res50_coco
+    from posecore._presets import simplebaseline_res50_coco
 
     mmcv = {"meta": {"config": "model = dict(\n    type='PoseAnythingModel', backbone=dict(type='SwinV2'))\n",
                      "epoch": 200}, "state_dict": {}}

@@ -8,10 +8,10 @@ from typing import Annotated, Any
 
 import pytest
 
-from posecore.components import Component, Converter, Nested, Preset
+from posecore._components import Component, Converter, Nested, Preset
 from posecore.config import ComponentSpec, DataConfig, EvalConfig, ExperimentConfig
-from posecore.errors import ConfigError, PluginError, UnknownComponentError
-from posecore.registry import OFFICIAL_PLUGINS, Registries, validate_config
+from posecore._errors import ConfigError, PluginError, UnknownComponentError
+from posecore._registry import OFFICIAL_PLUGINS, Registries, validate_config
 
 # ---------------------------------------------------------------------------------------------
 # real factories with typed signatures
@@ -337,7 +337,7 @@ def test_build_example_with_mapping_and_with_module_reference(registries: Regist
     assert registries.backbones.build_example("small", tmp_path).depth == 2
     # The core's own coco_style example, referenced by strings as a plugin would.
     registries.datasets.add(
-        Component("coco_like", "posecore.data.coco:coco_style", example="posecore.data.coco:write_example"),
+        Component("coco_like", "posecore.data._coco:coco_style", example="posecore.data._coco:write_example"),
         "plug-e",
     )
     dataset = registries.datasets.build_example("coco_like", tmp_path / "coco")

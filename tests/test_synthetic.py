@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from posecore.data.images import read_image
-from posecore.data.metainfo import load_metainfo
-from posecore.data.synthetic import NUM_TEST_CATEGORIES, NUM_TRAIN_CATEGORIES, synthetic_dataset_files
-from posecore.visualize import contact_sheet, draw_pose, heatmap_overlay, save_image
+from posecore.data._images import read_image
+from posecore.data._metainfo import load_metainfo
+from posecore.data._synthetic import NUM_TEST_CATEGORIES, NUM_TRAIN_CATEGORIES, synthetic_dataset_files
+from posecore._visualize import contact_sheet, draw_pose, heatmap_overlay, save_image
 
 
 def _annotations(path: Path) -> dict:
@@ -82,7 +82,7 @@ def test_categories_hold_out_unseen_categories(tmp_path):
 
 
 def test_categories_load_as_mp100_episodes(tmp_path):
-    from posecore.data.synthetic import synthetic_categories
+    from posecore.data._synthetic import synthetic_categories
 
     dataset = synthetic_categories("test", num_images=32, cache_dir=str(tmp_path), episodes=True, num_shots=1,
                                    num_queries=2, num_episodes=3)
@@ -92,7 +92,7 @@ def test_categories_load_as_mp100_episodes(tmp_path):
 
 
 def test_an_interrupted_generation_leaves_nothing_half_written(tmp_path, monkeypatch):
-    import posecore.data.synthetic as synthetic
+    import posecore.data._synthetic as synthetic
 
     def broken(folder, split, num_images, seed):
         (folder / "annotations.json").write_text("{")

@@ -8,8 +8,8 @@ from itertools import combinations
 
 import numpy as np
 
-from posecore.data.images import read_image
-from posecore.data.synthetic import SYNTHETIC_VERSIONS, _category_template, synthetic_dataset_files
+from posecore.data._images import read_image
+from posecore.data._synthetic import SYNTHETIC_VERSIONS, _category_template, synthetic_dataset_files
 
 
 def test_keypoints_are_markers_of_distinct_colours(tmp_path) -> None:
@@ -40,7 +40,7 @@ def test_keypoints_are_markers_of_distinct_colours(tmp_path) -> None:
 
 
 def test_instances_of_a_category_keep_its_shape() -> None:
-    from posecore.data.synthetic import _creature_points
+    from posecore.data._synthetic import _creature_points
 
     template = _category_template(3, 0)
     rng = np.random.default_rng(0)

@@ -30,7 +30,7 @@ from posecore.data import (
     read_image,
     standard_topdown_pipeline,
 )
-from posecore.data.geometry import (
+from posecore.data._geometry import (
     apply_affine,
     compose_affine,
     horizontal_flip_matrix,
@@ -38,15 +38,15 @@ from posecore.data.geometry import (
     standard_warp_matrix,
     udp_warp_matrix,
 )
-from posecore.data.transforms import (
+from posecore.data._transforms import (
     GetBBoxCenterScale,
     RandomBBoxTransform,
     RandomFlip,
     RandomHalfBody,
     TopdownAffine,
 )
-from posecore.errors import DataError
-from posecore.plugins import get_host
+from posecore._errors import DataError
+from posecore._plugins import get_host
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 COCO_JSON = SHARED / "coco" / "test_coco.json"

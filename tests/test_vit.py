@@ -12,8 +12,8 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import posecore
-from posecore.models.heads import HeatmapDeconvHead, HeatmapSimpleHead
-from posecore.models.vit import InferenceLinear, ViT
+from posecore.models._heads import HeatmapDeconvHead, HeatmapSimpleHead
+from posecore.models._vit import InferenceLinear, ViT
 
 TINY = {"embed_dim": 32, "depth": 3, "num_heads": 4, "input_size": (48, 64)}
 
@@ -128,7 +128,7 @@ def test_layer_ids_for_layer_wise_lr_decay() -> None:
 
 
 def test_the_trainer_builds_layer_decay_groups_from_it() -> None:
-    optim = pytest.importorskip("posecore.engine.optim")
+    optim = pytest.importorskip("posecore.engine._optim")
     from posecore.config import OptimizerConfig
 
     model = nn.ModuleDict({"backbone": _tiny(), "head": nn.Linear(32, 5)})
@@ -245,7 +245,7 @@ def test_vitpose_presets(size: str, arch: str, drop_path: float, layer_decay: fl
     assert config.train.schedule.warmup_iters == 500 and config.train.grad_clip == 1.0
     assert [metric.type for metric in config.eval.metrics] == ["coco_ap"] and config.eval.flip_test
     assert config.data.val[0].args["bbox_file"].endswith("COCO_val2017_detections_AP_H_56_person.json")
-    from posecore.plugins import get_host
+    from posecore._plugins import get_host
 
     published = get_host().registries.presets.get(name).published
     assert {result.metric for result in published} == {"AP"} and all(result.source for result in published)

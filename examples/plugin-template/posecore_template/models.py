@@ -2,7 +2,7 @@
 
 Both are deliberately small so that the contract checks run in a second on a CPU. Replace them
 with your method's modules; keep the attributes and shapes the core relies on (documented in
-``posecore/hookspecs.py``): a backbone has ``out_channels`` and maps ``(B, 3, H, W)`` to
+``core/posecore/hookspecs.py``): a backbone has ``out_channels`` and maps ``(B, 3, H, W)`` to
 ``(B, C, h, w)``; a head has ``in_channels`` and ``num_keypoints`` and ``decode`` returns
 keypoints in input-image pixels.
 """

@@ -4,7 +4,7 @@ posecore finds this module through the entry point ``template`` in the group
 ``posecore.plugins`` (see ``pyproject.toml``). Each hook returns declarations only; factories
 and preset configs are ``"module:attribute"`` strings, so ``posecore plugins`` can list this
 plugin without importing torch or building anything. The hook reference is
-``posecore/hookspecs.py``.
+``core/posecore/hookspecs.py``.
 """
 
 from __future__ import annotations

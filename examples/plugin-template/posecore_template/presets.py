@@ -15,7 +15,7 @@ from posecore.config import (
     ScheduleConfig,
     TrainConfig,
 )
-from posecore.presets import coco_dataset_spec
+from posecore._presets import coco_dataset_spec
 
 __all__ = ["template_tiny"]
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import posecore
-from posecore.plugins import get_host
+from posecore._plugins import get_host
 from posecore.testing import ContractCase, contract_cases
 
 

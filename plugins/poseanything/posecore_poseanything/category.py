@@ -29,9 +29,9 @@ import attrs
 import numpy as np
 import yaml
 
-from posecore.data.images import read_image
-from posecore.data.metainfo import DatasetMeta
-from posecore.errors import ConfigError
+from posecore.data._images import read_image
+from posecore.data._metainfo import DatasetMeta
+from posecore._errors import ConfigError
 
 __all__ = ["Category", "SupportShot", "category_from_files", "load_category"]
 

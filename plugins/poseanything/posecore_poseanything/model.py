@@ -29,11 +29,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from posecore.checkpoint import ConvertedStateDict
-from posecore.codecs.base import Codec
-from posecore.components import Nested
-from posecore.data.metainfo import DatasetMeta
-from posecore.models.base import Batch, ImageNormalizer, PoseModel, PoseResult
+from posecore._checkpoint import ConvertedStateDict
+from posecore.codecs._base import Codec
+from posecore._components import Nested
+from posecore.data._metainfo import DatasetMeta
+from posecore.models._base import Batch, ImageNormalizer, PoseModel, PoseResult
 from posecore_poseanything.transformer import (
     KeypointBranch,
     PoseAnythingTransformer,
@@ -345,7 +345,7 @@ class PoseAnything(PoseModel):
 
     def example_batch(self, batch_size: int = 1) -> dict[str, Any]:
         """Episodes of a made-up 7-keypoint category (a chain), ``num_shots`` supports each."""
-        from posecore.codecs.gaussian import msra_gaussian_heatmaps
+        from posecore.codecs._gaussian import msra_gaussian_heatmaps
 
         width, height = self.input_size
         k = min(7, self.max_keypoints)

@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from posecore.api import PosePrediction, config_from_checkpoint
+from posecore._api import PosePrediction, config_from_checkpoint
 from posecore.config import ExperimentConfig
-from posecore.errors import CheckpointError, ConfigError
+from posecore._errors import CheckpointError, ConfigError
 from posecore_poseanything.category import Category, category_from_files, load_category
 
 __all__ = ["FewShotPose", "load_poseanything", "predict_command"]
@@ -46,9 +46,9 @@ def load_poseanything(checkpoint: str | Path | None = None, *, preset: str | Non
     plugin's default preset. Every tensor must fit: a checkpoint that does not is an error listing
     the keys.
     """
-    from posecore.checkpoint import compare_state_dicts, convert_state_dict, extract_state_dict, load_checkpoint
-    from posecore.engine.builder import build_model
-    from posecore.plugins import get_host
+    from posecore._checkpoint import compare_state_dicts, convert_state_dict, extract_state_dict, load_checkpoint
+    from posecore.engine._builder import build_model
+    from posecore._plugins import get_host
     from posecore_poseanything.model import detect_variant
     from posecore_poseanything.presets import mp100_preset
 
@@ -102,7 +102,7 @@ class FewShotPose:
     def __init__(self, checkpoint: str | Path | None = None, *, preset: str | None = None,
                  config: ExperimentConfig | None = None, device: str | torch.device | None = None,
                  batch_size: int = 16, original_demo_colours: bool = False) -> None:
-        from posecore.engine.builder import experiment_pipeline
+        from posecore.engine._builder import experiment_pipeline
 
         self.model, self.config = load_poseanything(checkpoint, preset=preset, config=config, device=device)
         if original_demo_colours:
@@ -129,9 +129,9 @@ class FewShotPose:
                  boxes: Sequence[Sequence[Sequence[float]] | None] | None = None) -> list[PosePrediction]:
         """The category's keypoints on every box of every image (the whole image when its boxes
         are ``None``), in image pixels."""
-        from posecore.data.images import read_image
-        from posecore.data.sample import collate_samples
-        from posecore.engine.evaluation import crop_to_image, move_to_device
+        from posecore.data._images import read_image
+        from posecore.data._sample import collate_samples
+        from posecore.engine._evaluation import crop_to_image, move_to_device
 
         arrays = [read_image(image) if isinstance(image, (str, Path)) else np.asarray(image) for image in images]
         boxes = list(boxes) if boxes is not None else [None] * len(arrays)
@@ -176,10 +176,10 @@ def _category(args: argparse.Namespace) -> Category:
 
 def predict_command(args: argparse.Namespace) -> int:
     """``posecore predict`` for Pose Anything presets (``Preset.predictor``)."""
-    from posecore.cli.predict import VIDEO_SUFFIXES, boxes_for, expand_inputs, load_boxes
+    from posecore._cli.predict import VIDEO_SUFFIXES, boxes_for, expand_inputs, load_boxes
     from posecore.config import atomic_write_text
-    from posecore.data.images import read_image
-    from posecore.visualize import draw_pose, save_image
+    from posecore.data._images import read_image
+    from posecore._visualize import draw_pose, save_image
 
     category = _category(args)
     if not args.inputs:

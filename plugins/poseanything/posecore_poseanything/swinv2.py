@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from posecore.errors import CheckpointError
+from posecore._errors import CheckpointError
 
 __all__ = ["SwinV2Backbone", "load_swinv2_pretrained", "swinv2_pretrained_state_dict"]
 
@@ -105,7 +105,7 @@ def swinv2_pretrained_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict
 
 def load_swinv2_pretrained(model: nn.Module, path: str) -> None:
     """Initialise a timm SwinV2 from a pre-training file; warns with the keys that did not fit."""
-    from posecore.checkpoint import compare_state_dicts, extract_state_dict, load_checkpoint
+    from posecore._checkpoint import compare_state_dicts, extract_state_dict, load_checkpoint
 
     checkpoint = load_checkpoint(path)
     state = swinv2_pretrained_state_dict(extract_state_dict(checkpoint, source=path))

@@ -14,7 +14,7 @@ from posecore_poseanything.swinv2 import swinv2_pretrained_state_dict
 from released_layout import mmcv_checkpoint, original_shapes, original_state_dict
 
 import posecore
-from posecore.checkpoint import compare_state_dicts, load_weights
+from posecore._checkpoint import compare_state_dicts, load_weights
 
 PRESETS = {"tiny": "poseanything-tiny-1shot-split1", "small": "poseanything-small-1shot-split1",
            "base-legacy": "poseanything-base-legacy-1shot-split1"}
@@ -80,7 +80,7 @@ def test_a_released_tiny_checkpoint_loads_runs_and_decodes(tmp_path: Path) -> No
 
 
 def test_convert_command_writes_a_posecore_checkpoint(tmp_path: Path, capsys) -> None:
-    from posecore.cli.main import main
+    from posecore._cli.main import main
 
     source, target = tmp_path / "released.pth", tmp_path / "converted.pth"
     torch.save(mmcv_checkpoint(original_state_dict("tiny")), source)

@@ -19,7 +19,7 @@ from posecore_poseanything.transformer import (
 
 import posecore
 from posecore.config import apply_overrides
-from posecore.plugins import get_host
+from posecore._plugins import get_host
 
 
 def test_adjacency_is_symmetrised_masked_and_row_normalised() -> None:

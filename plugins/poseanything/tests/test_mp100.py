@@ -14,8 +14,8 @@ from poseanything_helpers import TINY_SWIN
 
 import posecore
 from posecore.config import apply_overrides
-from posecore.engine.builder import build_eval_sets, build_model
-from posecore.engine.evaluation import evaluate, predict_dataset
+from posecore.engine._builder import build_eval_sets, build_model
+from posecore.engine._evaluation import evaluate, predict_dataset
 
 SUBSET = Path("/work/shared/data/mp100/annotations/mp100_split1_test_subset.json")
 

@@ -15,10 +15,10 @@ from poseanything_helpers import small_synthetic_config
 from posecore_poseanything.category import Category, SupportShot, category_from_files, load_category
 from posecore_poseanything.predictor import FewShotPose
 
-from posecore.checkpoint import save_checkpoint
+from posecore._checkpoint import save_checkpoint
 from posecore.config import dump_config
-from posecore.data.images import read_image
-from posecore.errors import ConfigError
+from posecore.data._images import read_image
+from posecore._errors import ConfigError
 
 
 def _write_image(path: Path, image_rgb: np.ndarray) -> Path:
@@ -76,7 +76,7 @@ def test_category_file_with_relative_images_one_based_skeleton_and_hidden_keypoi
     ({"supports": [{"image": "missing.png", "keypoints": [[1, 2]]}]}, "cannot read image"),
 ])
 def test_category_file_errors_name_the_field(tmp_path: Path, document: dict, message: str) -> None:
-    from posecore.errors import DataError
+    from posecore._errors import DataError
 
     _write_image(tmp_path / "shot.png", _support_image()[0])
     (tmp_path / "c.json").write_text(json.dumps(document))
@@ -114,8 +114,8 @@ def test_the_released_demos_colour_bug_is_a_flag(small_checkpoint: Path) -> None
 def test_few_shot_pose_maps_keypoints_back_as_evaluation_does(small_checkpoint: Path, synthetic_cache: str) -> None:
     """The predictor's result on an episode's query image equals the engine's evaluation result for
     that episode: same supports, same crops, same mapping to the original image."""
-    from posecore.engine.builder import build_eval_sets
-    from posecore.engine.evaluation import predict_dataset
+    from posecore.engine._builder import build_eval_sets
+    from posecore.engine._evaluation import predict_dataset
 
     pose = FewShotPose(small_checkpoint, device="cpu")
     [eval_set] = build_eval_sets(pose.config)
@@ -132,7 +132,7 @@ def test_few_shot_pose_maps_keypoints_back_as_evaluation_does(small_checkpoint: 
 
 
 def test_predict_command_draws_on_the_original_query(small_checkpoint: Path, tmp_path: Path, capsys) -> None:
-    from posecore.cli.main import main
+    from posecore._cli.main import main
 
     image, points = _support_image()
     _write_image(tmp_path / "support.png", image)
@@ -166,7 +166,7 @@ def test_predict_command_draws_on_the_original_query(small_checkpoint: Path, tmp
 
 
 def test_predict_command_with_a_category_file_and_two_shots(small_checkpoint: Path, tmp_path: Path) -> None:
-    from posecore.cli.main import main
+    from posecore._cli.main import main
 
     image, points = _support_image(width=90, height=150)
     _write_image(tmp_path / "tall.png", image)
@@ -180,7 +180,7 @@ def test_predict_command_with_a_category_file_and_two_shots(small_checkpoint: Pa
 
 
 def test_predict_command_explains_a_missing_support(small_checkpoint: Path, tmp_path: Path, capsys) -> None:
-    from posecore.cli.main import main
+    from posecore._cli.main import main
 
     _write_image(tmp_path / "q.png", np.zeros((20, 20, 3), np.uint8))
     assert main(["predict", "--plugin", "poseanything", str(tmp_path / "q.png")]) == 2

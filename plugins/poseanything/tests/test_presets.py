@@ -9,7 +9,7 @@ import pytest
 from posecore_poseanything.presets import PUBLISHED_PCK
 
 import posecore
-from posecore.plugins import get_host
+from posecore._plugins import get_host
 from posecore.testing import ContractCase, contract_cases
 
 
@@ -92,7 +92,7 @@ def test_parameter_counts_match_the_published_within_3_percent(name: str, publis
 def test_flops_command_measures_a_preset(capsys) -> None:
     import json
 
-    from posecore.cli.main import main
+    from posecore._cli.main import main
 
     assert main(["flops", "--preset", "poseanything-tiny-1shot-split1", "--json"]) == 0
     figures = json.loads(capsys.readouterr().out)["presets"]["poseanything-tiny-1shot-split1"]

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from poseanything_helpers import small_synthetic_config
 
-from posecore.data.sample import collate_samples
-from posecore.engine.builder import build_codec, build_model, build_train_set
+from posecore.data._sample import collate_samples
+from posecore.engine._builder import build_codec, build_model, build_train_set
 
 
 def test_a_few_hundred_steps_drive_the_loss_down(synthetic_cache: str) -> None:
@@ -50,7 +50,7 @@ def test_training_pairs_are_class_balanced_and_redrawn_every_epoch(synthetic_cac
 
 
 def test_the_trainer_runs_episodes_and_scores_unseen_categories(synthetic_cache: str, tmp_path: Path) -> None:
-    from posecore.engine.trainer import Trainer
+    from posecore.engine._trainer import Trainer
 
     config = small_synthetic_config(synthetic_cache, epochs=2, val_interval=1, log_interval=1)
     result = Trainer(config, tmp_path / "run", quiet=True, num_prediction_images=2).fit()

@@ -19,9 +19,9 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from posecore import Nested
-from posecore.data.coco import CocoKeypointDataset, write_example
-from posecore.data.metainfo import DatasetMeta
-from posecore.errors import ConfigError
+from posecore.data._coco import CocoKeypointDataset, write_example
+from posecore.data._metainfo import DatasetMeta
+from posecore._errors import ConfigError
 
 __all__ = ["PW3D_KEYPOINT_SET", "KeypointSubset", "pw3d", "subset_meta"]
 

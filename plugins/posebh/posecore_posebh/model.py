@@ -49,11 +49,11 @@ import torch
 from torch import nn
 
 from posecore import Nested
-from posecore.checkpoint import ConvertedStateDict
+from posecore._checkpoint import ConvertedStateDict
 from posecore.codecs import average_flipped, dark_udp_refine, heatmap_maxima, udp_gaussian_heatmaps
-from posecore.codecs.base import Codec
-from posecore.errors import CheckpointError, ConfigError
-from posecore.models.base import Batch, ImageNormalizer, PoseModel, PoseResult, batch_flip_indices
+from posecore.codecs._base import Codec
+from posecore._errors import CheckpointError, ConfigError
+from posecore.models._base import Batch, ImageNormalizer, PoseModel, PoseResult, batch_flip_indices
 from posecore_posebh.losses import PrototypeLossWeights, joints_mse, prototype_contrast
 from posecore_posebh.prototypes import ClusterPrototypes, cluster_prototypes
 from posecore_posebh.vit_moe import ViTMoE, expert_width, merge_expert

@@ -32,9 +32,9 @@ from posecore.config import (
     StageConfig,
     TrainConfig,
 )
-from posecore.data.metainfo import load_metainfo
-from posecore.data.pipeline import standard_topdown_pipeline
-from posecore.presets import COCO_VAL_PERSON_DETECTIONS, coco_dataset_spec, coco_test_dev_spec
+from posecore.data._metainfo import load_metainfo
+from posecore.data._pipeline import standard_topdown_pipeline
+from posecore._presets import COCO_VAL_PERSON_DETECTIONS, coco_dataset_spec, coco_test_dev_spec
 from posecore_posebh.datasets import PW3D_KEYPOINT_SET
 
 __all__ = ["ARCHS", "EVAL_DATASETS", "KEYPOINTS", "mdt_preset", "posebh_eval_preset", "tiny_synthetic",

@@ -3,7 +3,7 @@
 Xu et al., TPAMI 2023, "ViTPose++: Vision Transformer for Generic Body Pose Estimation"; original
 code: https://github.com/ViTAE-Transformer/ViTPose (``mmpose/models/backbones/vit_moe.py``).
 
-The backbone is the core's plain ViT (:class:`posecore.models.vit.ViT`) with each block's MLP
+The backbone is the core's plain ViT (:class:`posecore.models._vit.ViT`) with each block's MLP
 replaced by :class:`ExpertMlp`: ``fc1`` is shared; of the ``D`` output channels, the first
 ``D - P`` come from a shared ``fc2`` and the last ``P`` from one of ``num_experts`` expert
 linears, chosen per sample by its dataset index (0 COCO, 1 AIC, 2 MPII, 3 AP-10K, 4 APT-36K,
@@ -27,8 +27,8 @@ import attrs
 import torch
 from torch import nn
 
-from posecore.errors import ConfigError
-from posecore.models.vit import VIT_ARCHS, ViT
+from posecore._errors import ConfigError
+from posecore.models._vit import VIT_ARCHS, ViT
 
 __all__ = ["EXPERT_WIDTHS", "ExpertMlp", "MoEShapes", "ViTMoE", "expert_width", "merge_expert", "read_moe_shapes"]
 
@@ -111,7 +111,7 @@ class ExpertMlp(nn.Module):
 class ViTMoE(ViT):
     """ViTPose++'s backbone: images ``(B, 3, H, W)`` and a dataset index per sample -> ``(B, D, h, w)``.
 
-    Everything but the MLP is :class:`posecore.models.vit.ViT` (see its arguments; ``arch`` sets
+    Everything but the MLP is :class:`posecore.models._vit.ViT` (see its arguments; ``arch`` sets
     D, depth and heads), including layer ids for layer-wise lr decay, where experts belong to their
     block.
 

@@ -19,12 +19,12 @@ from posecore_posebh.model import PoseBHTransferModel, cluster_keypoints
 from posecore_posebh.proto_head import PrototypeHead
 
 import posecore
-from posecore.checkpoint import convert_state_dict, load_weights
-from posecore.data.metainfo import load_metainfo
-from posecore.engine.builder import build_model
-from posecore.models.heads import HeatmapDeconvHead
-from posecore.models.topdown import TopdownHeatmapModel
-from posecore.models.vit import ViT
+from posecore._checkpoint import convert_state_dict, load_weights
+from posecore.data._metainfo import load_metainfo
+from posecore.engine._builder import build_model
+from posecore.models._heads import HeatmapDeconvHead
+from posecore.models._topdown import TopdownHeatmapModel
+from posecore.models._vit import ViT
 
 #: The released datasets' keypoint counts, head 0 being ``keypoint_head``.
 RELEASED_KEYPOINTS = (17, 14, 16, 17, 17, 133)

@@ -12,10 +12,10 @@ from posecore_posebh.proto_head import PrototypeHead
 from posecore_posebh.vit_moe import ViTMoE
 
 from posecore.codecs import udp_gaussian_heatmaps
-from posecore.data.metainfo import load_metainfo
-from posecore.engine.optim import apply_stage
-from posecore.errors import ConfigError
-from posecore.models.heads import HeatmapDeconvHead
+from posecore.data._metainfo import load_metainfo
+from posecore.engine._optim import apply_stage
+from posecore._errors import ConfigError
+from posecore.models._heads import HeatmapDeconvHead
 
 
 def _model(proto: bool = True, **kwargs: object) -> PoseBHModel:

@@ -13,9 +13,9 @@ import torch
 
 import posecore
 from posecore.config import ExperimentConfig, structure, unstructure
-from posecore.engine.builder import build_model, split_dataset_spec
-from posecore.engine.optim import build_param_groups
-from posecore.plugins import get_host
+from posecore.engine._builder import build_model, split_dataset_spec
+from posecore.engine._optim import build_param_groups
+from posecore._plugins import get_host
 
 PRESETS = get_host().registries.presets.names("posebh")
 README = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")

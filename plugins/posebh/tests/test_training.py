@@ -18,9 +18,9 @@ from posecore.config import (
     StageConfig,
     TrainConfig,
 )
-from posecore.data.sample import collate_samples
-from posecore.engine.builder import build_codec, build_model, build_train_set
-from posecore.engine.trainer import Callback, Trainer
+from posecore.data._sample import collate_samples
+from posecore.engine._builder import build_codec, build_model, build_train_set
+from posecore.engine._trainer import Callback, Trainer
 
 INPUT, HEATMAP = (48, 64), (12, 16)
 LIMBS = [6, 8, 10, 5, 7, 9, 12, 14, 16, 11, 13, 15]

@@ -8,8 +8,8 @@ import torch
 from posecore_posebh.model import PoseBHModel
 from posecore_posebh.vit_moe import ExpertMlp, ViTMoE, merge_expert, read_moe_shapes
 
-from posecore.models.heads import HeatmapDeconvHead
-from posecore.models.vit import ViT
+from posecore.models._heads import HeatmapDeconvHead
+from posecore.models._vit import ViT
 
 TINY = {"arch": "small", "embed_dim": 32, "depth": 2, "num_heads": 4, "input_size": (48, 64)}
 
@@ -90,7 +90,7 @@ def _randomised(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def test_hf_vitpose_with_experts_gives_the_same_heatmaps_per_dataset() -> None:
-    from posecore.checkpoint import convert_state_dict
+    from posecore._checkpoint import convert_state_dict
 
     backbone = transformers.VitPoseBackboneConfig(
         image_size=[64, 48], patch_size=[16, 16], hidden_size=64, num_hidden_layers=2, num_attention_heads=4,

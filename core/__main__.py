@@ -1,7 +1,0 @@
-"""``python -m posecore`` runs the CLI."""
-
-import sys
-
-from posecore.cli import main
-
-sys.exit(main())

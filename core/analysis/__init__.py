@@ -1,5 +1,0 @@
-"""Model analysis: parameter and multiply-accumulate counts."""
-
-from posecore.analysis.complexity import Complexity, measure_complexity
-
-__all__ = ["Complexity", "measure_complexity"]

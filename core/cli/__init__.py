@@ -1,5 +1,0 @@
-"""The ``posecore`` command line. Importing it is cheap; each command imports what it needs."""
-
-from posecore.cli.main import main
-
-__all__ = ["main"]

@@ -1,0 +1,324 @@
+"""Typed registries: name -> declaration, one per component kind, filled by plugin hooks.
+
+A component's factory signature is its configuration schema. ``ComponentRegistry.build``
+checks a :class:`~posecore.config.ComponentSpec` against it (unknown argument -> "did you mean",
+missing argument, wrong type), structures each value to the annotated type with cattrs (so
+``"12"`` from the command line becomes ``12``), builds nested components marked with
+:class:`~posecore.Nested`, and calls the factory.
+"""
+
+from __future__ import annotations
+
+import inspect
+import types
+import typing
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import cattrs
+
+from posecore._components import Component, Converter, Nested, Preset
+from posecore.config._converter import config_converter
+from posecore.config._spec import ComponentSpec
+from posecore._errors import ConfigError, PluginError, UnknownComponentError, did_you_mean
+
+__all__ = [
+    "COMPONENT_KINDS",
+    "DATASET_ENGINE_KEYS",
+    "ComponentRegistry",
+    "OFFICIAL_PLUGINS",
+    "METRIC_CONTEXT",
+    "MODEL_CONTEXT",
+    "PIPELINE_CONTEXT",
+    "Registries",
+    "Registry",
+    "singular",
+    "validate_config",
+]
+
+#: Component kinds, in the order ``posecore plugins`` lists them; each has a hook ``posecore_<kind>``.
+COMPONENT_KINDS = ("backbones", "heads", "losses", "codecs", "transforms", "datasets", "metrics", "models")
+#: The method plugins maintained with posecore, for "install posecore[NAME]" hints.
+OFFICIAL_PLUGINS = ("pgvl", "vlpose", "posebh", "poseanything", "hevitpose")
+
+D = TypeVar("D", Component, Preset, Converter)
+
+
+def singular(kind: str) -> str:
+    """``"backbones"`` -> ``"backbone"``, ``"losses"`` -> ``"loss"``, for messages."""
+    if kind.endswith("sses"):
+        return kind[:-2]
+    return kind[:-1] if kind.endswith("s") else kind
+
+
+class Registry(Generic[D]):
+    """Declarations of one kind by name, remembering which plugin provided each."""
+
+    def __init__(self, kind: str, declaration_type: type[D]) -> None:
+        self.kind = kind
+        self.declaration_type = declaration_type
+        self._entries: dict[str, tuple[D, str]] = {}
+
+    def add(self, declaration: D, provider: str) -> None:
+        """Register ``declaration`` for plugin ``provider``; a taken name is an error naming both."""
+        if not isinstance(declaration, self.declaration_type):
+            raise PluginError(
+                f"plugin {provider!r} declared a {type(declaration).__name__} among its {self.kind}; "
+                f"expected posecore.{self.declaration_type.__name__}"
+            )
+        name = declaration.name
+        if name in self._entries:
+            other = self._entries[name][1]
+            raise PluginError(
+                f"{singular(self.kind)} {name!r} is registered by both plugin {other!r} and plugin "
+                f"{provider!r}; uninstall or block one of them (posecore -p no:NAME ...)"
+            )
+        self._entries[name] = (declaration, provider)
+
+    def remove_provider(self, provider: str) -> None:
+        """Withdraw everything ``provider`` registered (used when a plugin turns out broken)."""
+        self._entries = {k: v for k, v in self._entries.items() if v[1] != provider}
+
+    def get(self, name: str) -> D:
+        """The declaration called ``name``; an unknown name lists the choices and an install hint."""
+        try:
+            return self._entries[name][0]
+        except KeyError:
+            raise UnknownComponentError(self._unknown_message(name)) from None
+
+    def provider(self, name: str) -> str:
+        self.get(name)
+        return self._entries[name][1]
+
+    def names(self, provider: str | None = None) -> list[str]:
+        """Sorted names, optionally only those of one plugin."""
+        return sorted(k for k, (_, p) in self._entries.items() if provider in (None, p))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[D]:
+        return (self._entries[name][0] for name in self.names())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _unknown_message(self, name: str) -> str:
+        what = singular(self.kind)
+        message = f"unknown {what} {name!r}{did_you_mean(name, self._entries)}."
+        plugin = next((p for p in OFFICIAL_PLUGINS if name.startswith(p)), None)
+        if plugin is not None:
+            message += f" It looks like one of plugin {plugin!r}'s: pip install 'posecore[{plugin}]'."
+        available = self.names()
+        shown = ", ".join(available[:30]) + (" ..." if len(available) > 30 else "")
+        message += f" Available {self.kind}: {shown or 'none'}."
+        return message
+
+
+class ComponentRegistry(Registry[Component]):
+    """A registry of buildable components; ``build`` validates arguments against the factory."""
+
+    def __init__(self, kind: str, owner: Registries) -> None:
+        super().__init__(kind, Component)
+        self._owner = owner
+
+    def build(self, spec: ComponentSpec | Mapping[str, Any] | str, **overrides: Any) -> Any:
+        """Build the component a spec describes (``overrides`` replace spec arguments)."""
+        spec = ComponentSpec.parse(spec)
+        factory = self.get(spec.type).resolve()
+        kwargs = self._bind(spec.type, factory, {**spec.args, **overrides}, build_nested=True)
+        return factory(**kwargs)
+
+    def validate(self, spec: ComponentSpec | Mapping[str, Any] | str, provided: Sequence[str] = ()) -> None:
+        """Check a spec (and its nested specs) against the factories without building anything.
+
+        ``provided`` names arguments the caller will pass at build time (a pipeline's codec), so
+        a spec need not set them.
+        """
+        spec = ComponentSpec.parse(spec)
+        factory = self.get(spec.type).resolve()
+        self._bind(spec.type, factory, dict(spec.args), build_nested=False, provided=provided)
+
+    def build_example(self, name: str, workdir: Path) -> Any:
+        """Build ``name`` from its declared small example (for contract checks).
+
+        ``workdir`` receives the example's files, if it writes any; the ``input_size`` key is a
+        hint for the checks and not passed to the factory.
+        """
+        example = self.get(name).example_kwargs(workdir)
+        example.pop("input_size", None)
+        return self.build(ComponentSpec(name, example))
+
+    def _bind(self, name: str, factory: Callable[..., Any], args: dict[str, Any], *, build_nested: bool,
+              provided: Sequence[str] = ()) -> dict[str, Any]:
+        where = f"{singular(self.kind)} {name!r}"
+        signature = inspect.signature(factory)
+        params = signature.parameters
+        open_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        accepted = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        for key in args:
+            if key not in params and not open_kwargs:
+                raise ConfigError(
+                    f"{where} has no argument {key!r}{did_you_mean(key, accepted)}; "
+                    f"it accepts: {', '.join(accepted) or 'no arguments'}"
+                )
+        missing = [
+            n for n in accepted if params[n].default is inspect.Parameter.empty and n not in args and n not in provided
+        ]
+        if missing:
+            raise ConfigError(f"{where} needs argument(s) {', '.join(missing)}; add them to its config")
+        hints = _type_hints(factory)
+        return {
+            key: self._convert(where, key, value, hints.get(key), build_nested=build_nested)
+            for key, value in args.items()
+        }
+
+    def _convert(self, where: str, key: str, value: Any, hint: Any, *, build_nested: bool) -> Any:
+        nested = _nested_marker(hint)
+        if nested is not None and value is not None:
+            registry = self._owner[nested.kind]
+            many = isinstance(value, (list, tuple))
+            specs = [ComponentSpec.parse(v) for v in (value if many else [value])]
+            for spec in specs:
+                try:
+                    registry.validate(spec)
+                except (ConfigError, UnknownComponentError) as exc:
+                    raise ConfigError(f"{where}, argument {key!r}: {exc}") from None
+            if not build_nested:
+                return value
+            built = [registry.build(spec) for spec in specs]
+            return built if many else built[0]
+        if hint is None or hint is Any:
+            return value
+        try:
+            return config_converter().structure(value, hint)
+        except cattrs.StructureHandlerNotFoundError:
+            return value  # an annotation cattrs cannot build (e.g. a module class): pass as given
+        except (cattrs.BaseValidationError, ValueError, TypeError) as exc:
+            raise ConfigError(
+                f"{where}, argument {key!r}: {value!r} is not a valid {_type_name(hint)} ({_first_line(exc)})"
+            ) from None
+
+
+class Registries:
+    """Every registry of a plugin host: ``registries.backbones``, ``registries["heads"]``, ..."""
+
+    def __init__(self) -> None:
+        self._component: dict[str, ComponentRegistry] = {k: ComponentRegistry(k, self) for k in COMPONENT_KINDS}
+        self.presets: Registry[Preset] = Registry("presets", Preset)
+        self.converters: Registry[Converter] = Registry("converters", Converter)
+
+    def __getitem__(self, kind: str) -> Registry[Any]:
+        if kind in self._component:
+            return self._component[kind]
+        if kind in ("presets", "converters"):
+            return getattr(self, kind)
+        raise KeyError(f"unknown registry kind {kind!r}{did_you_mean(kind, self.kinds())}")
+
+    def __getattr__(self, kind: str) -> ComponentRegistry:
+        try:
+            return self.__dict__["_component"][kind]
+        except KeyError:
+            raise AttributeError(kind) from None
+
+    @staticmethod
+    def kinds() -> Sequence[str]:
+        """Every kind, components first."""
+        return (*COMPONENT_KINDS, "presets", "converters")
+
+    def remove_provider(self, provider: str) -> None:
+        for kind in self.kinds():
+            self[kind].remove_provider(provider)
+
+    def provided_by(self, provider: str) -> dict[str, list[str]]:
+        """``{kind: [names]}`` of what one plugin registered (kinds with no entries omitted)."""
+        found = {kind: self[kind].names(provider) for kind in self.kinds()}
+        return {kind: names for kind, names in found.items() if names}
+
+
+def _type_hints(factory: Callable[..., Any]) -> dict[str, Any]:
+    target = factory.__init__ if inspect.isclass(factory) else factory
+    try:
+        return typing.get_type_hints(target, include_extras=True)
+    except Exception:  # annotations naming TYPE_CHECKING-only imports: fall back to no checking
+        return {}
+
+
+def _nested_marker(hint: Any) -> Nested | None:
+    """The Nested marker of ``Annotated[..., Nested(kind)]``, also inside ``X | None``."""
+    if typing.get_origin(hint) is typing.Annotated:
+        return next((m for m in hint.__metadata__ if isinstance(m, Nested)), None)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return next(filter(None, map(_nested_marker, typing.get_args(hint))), None)
+    return None
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def _first_line(exc: BaseException) -> str:
+    if isinstance(exc, cattrs.BaseValidationError):
+        messages = cattrs.transform_error(exc)
+        return messages[0] if messages else str(exc)
+    return str(exc).splitlines()[0]
+
+
+#: Arguments the engine gives to every transform that takes them (see posecore.data._pipeline).
+PIPELINE_CONTEXT = ("codec", "input_size", "use_udp")
+#: Arguments the engine gives to a model whose factory takes them: the experiment's codec, so
+#: that the model decodes exactly as the pipeline encoded.
+MODEL_CONTEXT = ("codec",)
+#: Arguments the engine gives a metric whose spec leaves them unset: the annotation file of the
+#: dataset being evaluated, so a preset need not repeat its val file's path.
+METRIC_CONTEXT = ("ann_file",)
+#: Keys of a dataset spec that the engine reads and the dataset's factory never sees: the dataset's
+#: own ``codec`` (training sets only) and ``pipeline`` (see posecore.engine._builder.split_dataset_spec).
+DATASET_ENGINE_KEYS = ("codec", "pipeline")
+
+
+def _dataset_sections(split: str, specs: Sequence[Any]) -> list[tuple[str, str, Any]]:
+    """A dataset spec's sections: the dataset without its engine keys, then its codec and transforms."""
+    sections: list[tuple[str, str, Any]] = []
+    for i, raw in enumerate(specs):
+        spec = ComponentSpec.parse(raw)
+        where = f"data.{split}[{i}]"
+        sections.append((where, "datasets", ComponentSpec(spec.type, {k: v for k, v in spec.args.items()
+                                                                      if k not in DATASET_ENGINE_KEYS})))
+        if spec.args.get("codec") is not None:
+            if split != "train":
+                raise ConfigError(f"{where}: an evaluation dataset cannot set its own codec (the model decodes with "
+                                  "the experiment's 'codec'); remove it")
+            sections.append((f"{where}.codec", "codecs", spec.args["codec"]))
+        pipeline = spec.args.get("pipeline")
+        if pipeline is not None:
+            if not isinstance(pipeline, (list, tuple)):
+                raise ConfigError(f"{where}.pipeline must be a list of transforms; got {type(pipeline).__name__}")
+            sections += [(f"{where}.pipeline[{j}]", "transforms", item) for j, item in enumerate(pipeline)]
+    return sections
+
+
+def validate_config(config: Any, registries: Registries) -> None:
+    """Check every component spec of an ExperimentConfig against the loaded factories.
+
+    Raises :class:`ConfigError` naming the section (``model``, ``data.train[1]``, ...).
+    """
+    sections: list[tuple[str, str, Any]] = [("model", "models", config.model)]
+    if config.codec is not None:
+        sections.append(("codec", "codecs", config.codec))
+    for split in ("train", "val", "test"):
+        try:
+            sections += _dataset_sections(split, getattr(config.data, split))
+        except ConfigError as exc:
+            raise ConfigError(f"config {config.name!r}, {exc}") from None
+    sections += [(f"eval.metrics[{i}]", "metrics", s) for i, s in enumerate(config.eval.metrics)]
+    for split in ("train_pipeline", "test_pipeline"):
+        sections += [(f"data.{split}[{i}]", "transforms", s) for i, s in enumerate(getattr(config.data, split))]
+    for where, kind, spec in sections:
+        try:
+            provided = {"transforms": PIPELINE_CONTEXT, "models": MODEL_CONTEXT, "metrics": METRIC_CONTEXT}.get(kind, ())
+            registries[kind].validate(spec, provided=provided)
+        except (ConfigError, UnknownComponentError) as exc:
+            needs = f" (this config uses plugins: {', '.join(config.plugins)})" if config.plugins else ""
+            raise ConfigError(f"config {config.name!r}, {where}: {exc}{needs}") from None

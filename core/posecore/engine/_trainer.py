@@ -1,0 +1,488 @@
+"""The trainer every plugin's model runs under, built on Hugging Face Accelerate.
+
+Lifecycle of :meth:`Trainer.fit` (callbacks may implement any of these methods)::
+
+    on_train_start -> for each epoch: [stage change] -> for each batch: forward/backward,
+    and on every optimiser step: clip, step, EMA, log, on_step_end(trainer) -> on_epoch_end ->
+    [evaluation, on_evaluate(trainer, tables)] -> checkpoint -> ... -> on_train_end
+
+What the trainer knows of a model is the :class:`~posecore.models._base.PoseModel` contract:
+``loss(batch)``, ``predict(batch, flip_test=...)`` and ``on_stage``. Staged schedules (freezing,
+lr changes, method switches) come from ``train.stages`` in the config.
+
+Determinism: the data order is a function of ``(seed, epoch)`` and every augmentation of
+``(seed, epoch, index)``; the data loaders draw from their own generators, never the global one;
+the global RNG states are saved in every checkpoint. A run resumed from any checkpoint therefore
+continues exactly as the uninterrupted run would have (bit-exact on the CPU).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from posecore.config import ExperimentConfig, dump_config, save_config
+from posecore.data._sample import collate_samples
+from posecore.engine._builder import build_codec, build_eval_sets, build_model, build_train_set
+from posecore.engine._ema import ModelEMA
+from posecore.engine._evaluation import evaluate, merge_gathered, move_to_device, predict_dataset
+from posecore.engine._optim import apply_stage, build_optimizer, lr_factor, set_learning_rate, stage_at
+from posecore.engine._reporting import MetricsLog, ProgressReporter, plot_curves, write_metrics_json
+from posecore.engine._sampling import EpochSampler
+from posecore.engine._state import capture_rng, load_train_state, restore_rng, save_train_state
+from posecore._errors import ConfigError, PosecoreError
+
+__all__ = ["Callback", "RunResult", "Trainer", "TrainingDiverged"]
+
+
+class TrainingDiverged(PosecoreError):
+    """A loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class Callback:
+    """Base class for trainer callbacks; override the moments you need."""
+
+    def on_train_start(self, trainer: Trainer) -> None: ...
+
+    def on_step_end(self, trainer: Trainer) -> None: ...
+
+    def on_epoch_end(self, trainer: Trainer) -> None: ...
+
+    def on_evaluate(self, trainer: Trainer, tables: dict[str, dict[str, float]]) -> None: ...
+
+    def on_train_end(self, trainer: Trainer) -> None: ...
+
+
+class _LossForward(nn.Module):
+    """Makes ``model.loss`` the forward pass, so DistributedDataParallel sees (and syncs) it."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        return self.model.loss(batch)
+
+
+@attrs.frozen
+class RunResult:
+    """What :meth:`Trainer.fit` returns: the final tables by dataset and where things were written."""
+
+    tables: dict[str, dict[str, float]]
+    main_metric: str
+    output_dir: Path
+
+    @property
+    def main_value(self) -> float | None:
+        first = next(iter(self.tables.values()), {})
+        return first.get(self.main_metric)
+
+
+@attrs.define
+class _Progress:
+    """The counters a checkpoint stores; everything else is derived from them."""
+
+    epoch: int = 0  # the epoch being (or next to be) trained
+    batches_done: int = 0  # batches of ``epoch`` already trained on by this process
+    optimizer_steps: int = 0
+    best: dict[str, Any] | None = None
+    history: list[dict[str, Any]] = attrs.Factory(list)
+
+
+class Trainer:
+    """Trains and evaluates one experiment config into ``output_dir``.
+
+    Args:
+        config: the experiment.
+        output_dir: the run directory (config.yaml, log.jsonl, metrics.json, curves.png,
+            checkpoints/, predictions/).
+        registries: component registries (default: the loaded plugins').
+        resume: a run directory or ``latest.pth`` to continue from.
+        data_root: relative dataset file arguments are resolved against it.
+        callbacks: :class:`Callback` objects.
+        num_prediction_images: validation predictions drawn into ``predictions/`` at the end.
+        quiet: no progress output (tests).
+    """
+
+    def __init__(
+        self,
+        config: ExperimentConfig,
+        output_dir: str | Path,
+        *,
+        registries: Any = None,
+        resume: str | Path | None = None,
+        data_root: str | Path | None = None,
+        callbacks: Sequence[Callback] = (),
+        num_prediction_images: int = 8,
+        quiet: bool = False,
+    ) -> None:
+        from accelerate import Accelerator
+        from accelerate.state import AcceleratorState
+        from accelerate.utils import DistributedDataParallelKwargs
+
+        if config.train.mixed_precision == "fp16" and not torch.cuda.is_available():
+            raise ConfigError("train.mixed_precision 'fp16' needs a CUDA device; on the CPU use 'bf16' or 'no'")
+        self.config = config
+        self.output_dir = Path(output_dir)
+        self.registries = registries
+        self.data_root = data_root
+        self.callbacks = list(callbacks)
+        self.num_prediction_images = num_prediction_images
+        # Accelerate keeps its settings in a process-wide singleton; a second Trainer in the same
+        # process (a notebook, a test) may want another precision. The process group is kept.
+        AcceleratorState._reset_state(reset_partial_state=False)
+        self.accelerator = Accelerator(
+            mixed_precision=config.train.mixed_precision,
+            cpu=not torch.cuda.is_available(),
+            # Multi-dataset heads and frozen stages leave parameters without gradients in a step.
+            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+        )
+        self.main = self.accelerator.is_main_process
+        self.progress = ProgressReporter(enabled=self.main and not quiet)
+        self.state = _Progress()
+        self._resume_state = load_train_state(resume) if resume else None
+        if self._resume_state is not None:
+            self._check_resumable(self._resume_state)
+        self.log: MetricsLog | None = None
+
+    # ------------------------------------------------------------------ set-up
+
+    def _check_resumable(self, state: dict[str, Any]) -> None:
+        if state.get("config") != dump_config(self.config):
+            raise ConfigError(
+                "cannot resume: the checkpoint was written by a run with a different config; resume with the same "
+                "preset and overrides (the run's config.yaml), or start a new run"
+            )
+
+    def _setup(self) -> None:
+        from accelerate.utils import set_seed
+
+        config = self.config
+        set_seed(config.train.seed)
+        self.codec = build_codec(config, self.registries)
+        self.model = build_model(config, self.registries, self.codec)
+        if config.train.init_weights and self._resume_state is None:
+            self._load_init_weights(config.train.init_weights)
+        if self._resume_state is not None:
+            from posecore._checkpoint import fit_model_to
+
+            fit_model_to(self.model, self._resume_state["model"])  # sizes its initial weights decided
+        self.train_set = build_train_set(config, self.registries, self.codec, self.data_root) if config.train.epochs else None
+        self.eval_sets = build_eval_sets(config, self.registries, self.codec, "val", self.data_root)
+        self.optimizer = build_optimizer(self.model, config.train.optimizer)
+        self.ema = ModelEMA(self.model, config.train.ema_decay) if config.train.ema_decay else None
+        self.model.to(self.accelerator.device)
+        if self.ema is not None:
+            self.ema.module.to(self.accelerator.device)
+        self.train_module, self.optimizer = self.accelerator.prepare(_LossForward(self.model), self.optimizer)
+        data = config.data
+        if self.train_set is not None:
+            self.sampler = EpochSampler(self.train_set.sizes, shuffle=True, seed=config.train.seed,
+                                        num_replicas=self.accelerator.num_processes,
+                                        rank=self.accelerator.process_index, ratios=data.sampling_ratios)
+            self.loader = DataLoader(
+                self.train_set.dataset, batch_size=data.batch_size, sampler=self.sampler, num_workers=data.num_workers,
+                collate_fn=collate_samples, drop_last=True, generator=torch.Generator(),
+                pin_memory=self.accelerator.device.type == "cuda", persistent_workers=False,
+            )
+            self.batches_per_epoch = math.ceil(self.sampler.total / self.accelerator.num_processes) // data.batch_size
+            if self.batches_per_epoch == 0:
+                raise ConfigError(
+                    f"data.batch_size {data.batch_size} is larger than the {self.sampler.total} training samples "
+                    f"(per process); lower data.batch_size"
+                )
+            accumulation = config.train.grad_accum_steps
+            self.steps_per_epoch = math.ceil(self.batches_per_epoch / accumulation)
+            self.total_steps = self.steps_per_epoch * config.train.epochs
+        if self.main:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            save_config(config, self.output_dir / "config.yaml")
+            self.log = MetricsLog(self.output_dir / "log.jsonl", self.output_dir / "tensorboard")
+        if self._resume_state is not None:
+            self._restore(self._resume_state)
+
+    def _load_init_weights(self, path: str) -> None:
+        """``train.init_weights`` into the model: what fits loads, the rest keeps its initialisation."""
+        import warnings
+
+        from posecore._checkpoint import load_weights
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # the report is printed below instead
+            report = load_weights(self.model, path, registries=self.registries)
+        layout = f" (converter {report.converter!r})" if report.converter else ""
+        self.progress.print(f"initial weights from {path}{layout}: {report.format()}")
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler") is not None and self.accelerator.scaler is not None:
+            self.accelerator.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.state = _Progress(state["epoch"], state["batches_done"], state["optimizer_steps"], state.get("best"),
+                               list(state.get("history", [])))
+        restore_rng(state["rng"])
+        self.progress.print(f"resumed at epoch {self.state.epoch + 1}, batch {self.state.batches_done}, "
+                            f"optimiser step {self.state.optimizer_steps}")
+
+    # ------------------------------------------------------------------ the loop
+
+    def fit(self) -> RunResult:
+        """Train for ``train.epochs`` (evaluating every ``val_interval`` epochs and at the end)."""
+        self._setup()
+        self._call("on_train_start")
+        config = self.config
+        tables: dict[str, dict[str, float]] = {}
+        stage_index = None
+        try:
+            while self.state.epoch < config.train.epochs:
+                stage_index = self._enter_stage(stage_index)
+                self._train_epoch()
+                epoch = self.state.epoch
+                self.state.epoch, self.state.batches_done = epoch + 1, 0
+                self._call("on_epoch_end")
+                last = self.state.epoch == config.train.epochs
+                if self.eval_sets and (last or self.state.epoch % config.train.val_interval == 0):
+                    tables = self._evaluate_and_record()
+                self._save_latest()
+            if not tables and self.eval_sets:
+                tables = self._evaluate_and_record()  # epochs == 0, or resumed after the last epoch
+            self._finish(tables)
+        finally:
+            self.progress.stop()
+            if self.log is not None:
+                self.log.close()
+        self._call("on_train_end")
+        return RunResult(tables, config.eval.main_metric, self.output_dir)
+
+    def _enter_stage(self, current: int | None) -> int | None:
+        found = stage_at(self.config.train.stages, self.state.epoch)
+        if found is None or found[0] == current:
+            return current
+        index, stage = found
+        counts = apply_stage(self.model, stage)
+        self.model.on_stage(index, dict(stage.options))
+        self.progress.print(f"stage {index} from epoch {stage.start_epoch + 1}: {counts['trainable']} parameter "
+                            f"tensors train, {counts['frozen']} frozen")
+        return index
+
+    def _base_lr(self) -> float:
+        found = stage_at(self.config.train.stages, self.state.epoch)
+        if found is not None and found[1].lr is not None:
+            return found[1].lr
+        return self.config.train.optimizer.lr
+
+    def _train_epoch(self) -> None:
+        config, accelerator = self.config, self.accelerator
+        accumulation = config.train.grad_accum_steps
+        self.sampler.set_epoch(self.state.epoch, skip=self.state.batches_done * config.data.batch_size)
+        self.train_set.set_epoch(self.state.epoch)
+        self.model.train()
+        self.progress.start(f"epoch {self.state.epoch + 1}/{config.train.epochs}", self.batches_per_epoch,
+                            self.state.batches_done)
+        base_lr = self._base_lr()
+        window_loss, window_batches, window_images, window_start = 0.0, 0, 0, time.perf_counter()
+        window_terms: dict[str, float] = {}
+        for batch in self.loader:
+            if self.state.batches_done >= self.batches_per_epoch:
+                break
+            batch = move_to_device(batch, accelerator.device)
+            position = self.state.batches_done + 1
+            ends_step = position % accumulation == 0 or position == self.batches_per_epoch
+            lr = base_lr * lr_factor(config.train.schedule, self.state.optimizer_steps, self.steps_per_epoch,
+                                     self.total_steps, base_lr)
+            set_learning_rate(self.optimizer, lr)
+            sync = contextlib.nullcontext() if ends_step else accelerator.no_sync(self.train_module)
+            with sync:
+                with accelerator.autocast():
+                    losses = self.train_module(batch)
+                loss = sum(value.float() for value in losses.values())
+                self._check_finite(losses, loss)
+                accelerator.backward(loss)
+            self.state.batches_done = position
+            images = int(batch["image"].shape[0])
+            window_loss += float(loss.detach())
+            for name, value in losses.items():
+                window_terms[name] = window_terms.get(name, 0.0) + float(value.detach())
+            window_batches += 1
+            window_images += images
+            self.progress.advance(1, images=images * accelerator.num_processes, loss=float(loss.detach()), lr=lr)
+            if ends_step:
+                self._optimizer_step()
+                if self.main and self.state.optimizer_steps % config.train.log_interval == 0:
+                    elapsed = time.perf_counter() - window_start
+                    self._log({"kind": "train", "epoch": self.state.epoch, "step": self.state.optimizer_steps,
+                               "loss": window_loss / window_batches, "lr": lr,
+                               **{name: total / window_batches for name, total in window_terms.items()},
+                               "images_per_s": window_images * accelerator.num_processes / max(elapsed, 1e-9)})
+                    window_loss, window_batches, window_images, window_start = 0.0, 0, 0, time.perf_counter()
+                    window_terms = {}
+                interval = config.train.checkpoint_interval
+                if interval and self.state.optimizer_steps % interval == 0 and position < self.batches_per_epoch:
+                    self._save_latest()
+                self._call("on_step_end")
+        self.progress.stop()
+
+    def _optimizer_step(self) -> None:
+        clip = self.config.train.grad_clip
+        if clip is not None:
+            self.accelerator.clip_grad_norm_(self.model.parameters(), clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.state.optimizer_steps += 1
+        if self.ema is not None and not self.accelerator.optimizer_step_was_skipped:
+            self.ema.update(self.model)
+
+    def _check_finite(self, losses: dict[str, torch.Tensor], total: torch.Tensor) -> None:
+        finite = torch.isfinite(total.detach())
+        if self.accelerator.num_processes > 1:  # every process must stop together
+            finite = self.accelerator.reduce(finite.float(), reduction="mean") == 1
+        if bool(finite):
+            return
+        bad = ", ".join(f"{name}={float(value.detach())}" for name, value in losses.items()
+                        if not torch.isfinite(value.detach()).all()) or f"total={float(total.detach())}"
+        latest = self.output_dir / "checkpoints" / "latest.pth"
+        kept = f"the last good checkpoint is {latest}" if latest.exists() else "no checkpoint had been written yet"
+        raise TrainingDiverged(
+            f"training diverged at epoch {self.state.epoch + 1}, batch {self.state.batches_done + 1} "
+            f"(optimiser step {self.state.optimizer_steps + 1}): {bad}; {kept}. Lower train.optimizer.lr, set "
+            "train.grad_clip, or use train.mixed_precision=bf16 instead of fp16"
+        )
+
+    # ------------------------------------------------------------------ evaluation and outputs
+
+    def eval_model(self) -> nn.Module:
+        """The weights evaluation uses: the EMA copy when EMA is on."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def evaluate(self) -> dict[str, dict[str, float]]:
+        """Evaluate the current weights on every ``data.val`` set; every process returns the tables."""
+        from accelerate.utils import broadcast_object_list, gather_object
+
+        accelerator, config = self.accelerator, self.config
+        tables: dict[str, dict[str, float]] = {}
+        self.final_results: dict[str, list[Any]] = {}
+        for eval_set in self.eval_sets:
+            self.progress.start(f"eval {eval_set.label}", len(eval_set.dataset))
+            local = predict_dataset(
+                self.eval_model(), eval_set.dataset, batch_size=config.data.eval_batch_size,
+                num_workers=config.data.num_workers, device=accelerator.device, flip_test=config.eval.flip_test,
+                autocast=accelerator.autocast, num_replicas=accelerator.num_processes, rank=accelerator.process_index,
+                on_batch=self.progress.advance,
+            )
+            self.progress.stop()
+            merged = merge_gathered(gather_object(local) if accelerator.num_processes > 1 else local)
+            table = evaluate(merged, eval_set.metrics) if self.main else {}
+            if accelerator.num_processes > 1:
+                table = broadcast_object_list([table])[0]
+            tables[eval_set.label] = table
+            self.final_results[eval_set.label] = merged
+        return tables
+
+    def _evaluate_and_record(self) -> dict[str, dict[str, float]]:
+        tables = self.evaluate()
+        main = self.config.eval.main_metric
+        first = next(iter(tables.values()))
+        if main not in first:
+            raise ConfigError(f"eval.main_metric {main!r} is not among the metrics' results ({', '.join(first)})")
+        value = float(first[main])
+        record = {"kind": "eval", "epoch": self.state.epoch, "step": self.state.optimizer_steps, **first}
+        self.state.history.append(record)
+        self._log(record)
+        best = self.state.best
+        improved = best is None or (value > best["value"] if self.config.eval.higher_is_better else value < best["value"])
+        if improved:
+            self.state.best = {"metric": main, "value": value, "epoch": self.state.epoch}
+            self._save_best(tables)
+        self.progress.print(f"epoch {self.state.epoch}: {main} {value:.4f}" + (" (best so far)" if improved else
+                            f" (best {self.state.best['value']:.4f} at epoch {self.state.best['epoch']})"))
+        self._call("on_evaluate", tables)
+        return tables
+
+    def _log(self, record: dict[str, Any]) -> None:
+        if self.log is not None:
+            self.log.write(record)
+
+    def _save_latest(self) -> None:
+        if self.main:
+            scaler = self.accelerator.scaler
+            save_train_state(self.output_dir / "checkpoints" / "latest.pth", {
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scaler": scaler.state_dict() if scaler is not None else None,
+                "ema": self.ema.state_dict() if self.ema is not None else None,
+                "rng": capture_rng(),
+                "epoch": self.state.epoch,
+                "batches_done": self.state.batches_done,
+                "optimizer_steps": self.state.optimizer_steps,
+                "best": self.state.best,
+                "history": self.state.history,
+                "config": dump_config(self.config),
+            })
+        self.accelerator.wait_for_everyone()
+
+    def _save_best(self, tables: dict[str, dict[str, float]]) -> None:
+        from posecore._checkpoint import save_checkpoint
+
+        if self.main:
+            save_checkpoint({
+                "state_dict": self.eval_model().state_dict(),
+                "meta": {"preset": self.config.name, "epoch": self.state.epoch, "metrics": tables,
+                         "config": dump_config(self.config), "keypoint_set": self._keypoint_set()},
+            }, self.output_dir / "checkpoints" / "best.pth")
+        self.accelerator.wait_for_everyone()
+
+    def _keypoint_set(self) -> dict[str, Any] | None:
+        """The first evaluation set's keypoint set, recorded so predict can flip and draw."""
+        from posecore.config import unstructure
+
+        meta = getattr(self.eval_sets[0].dataset, "meta", None) if self.eval_sets else None
+        return unstructure(meta) if meta is not None else None
+
+    def _finish(self, tables: dict[str, dict[str, float]]) -> None:
+        if not self.main:
+            return
+        main = self.config.eval.main_metric
+        if tables:
+            first_label, first = next(iter(tables.items()))
+            flat = dict(first)
+            for label, table in list(tables.items())[1:]:
+                flat.update({f"{label}/{key}": value for key, value in table.items()})
+            write_metrics_json(self.output_dir / "metrics.json", main, flat,
+                               {"best": self.state.best} if self.state.best else None)
+            self.progress.table(f"{self.config.name}: epoch {self.state.epoch}", tables)
+        plot_curves(self.output_dir / "curves.png", self.state.history + self._train_records(), main)
+        self._draw_predictions()
+        self.progress.print(f"outputs in {self.output_dir}")
+
+    def _train_records(self) -> list[dict[str, Any]]:
+        import json
+
+        path = self.output_dir / "log.jsonl"
+        if not path.exists():
+            return []
+        with path.open(encoding="utf-8") as handle:
+            return [record for record in map(json.loads, handle) if record.get("kind") == "train"]
+
+    def _draw_predictions(self) -> None:
+        if not self.num_prediction_images or not getattr(self, "final_results", None):
+            return
+        from posecore.engine._drawing import draw_results
+
+        label, results = next(iter(self.final_results.items()))
+        dataset = next(s for s in self.eval_sets if s.label == label).dataset
+        draw_results(results, dataset, self.output_dir / "predictions", self.num_prediction_images)
+
+    def _call(self, name: str, *args: Any) -> None:
+        for callback in self.callbacks:
+            getattr(callback, name)(self, *args)

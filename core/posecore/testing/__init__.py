@@ -1,0 +1,36 @@
+"""Contract checks for plugin authors (and for the core's own registry-driven test-suite).
+
+Run them in your plugin's tests::
+
+    import pytest
+    from posecore.testing import contract_cases
+
+    @pytest.mark.parametrize("case", contract_cases(plugin="myplugin"), ids=str)
+    def test_contract(case, tmp_path):
+        case.run(tmp_path)
+
+Every component your plugin registers gets checked with its declared small ``example``:
+backbones and heads run forward and backward, heads decode K keypoints, datasets yield samples
+of the documented schema, models compute finite losses, back-propagate and predict, presets
+validate against the registries and round-trip through YAML unchanged.
+"""
+
+from posecore.testing._contracts import (
+    ContractCase,
+    check_backbone,
+    check_dataset,
+    check_head,
+    check_model,
+    check_preset,
+    contract_cases,
+)
+
+__all__ = [
+    "ContractCase",
+    "check_backbone",
+    "check_dataset",
+    "check_head",
+    "check_model",
+    "check_preset",
+    "contract_cases",
+]
