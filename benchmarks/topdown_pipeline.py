@@ -23,9 +23,9 @@ from pathlib import Path
 import cv2
 import torch
 
+from posecore._plugins import get_host
 from posecore.data import PipelineDataset, build_pipeline, standard_topdown_pipeline
 from posecore.data._coco import coco
-from posecore._plugins import get_host
 
 ROOT = Path(__file__).resolve().parents[1]
 INPUT_SIZE, HEATMAP_SIZE = (192, 256), (48, 64)
@@ -39,7 +39,8 @@ def posecore_throughput(data: Path, codec_type: str, seconds: float) -> float:
     codec = get_host().registries.codecs.build(
         {"type": f"{codec_type}_heatmap", "input_size": INPUT_SIZE, "heatmap_size": HEATMAP_SIZE, "sigma": 2.0}
     )
-    pipeline = build_pipeline(standard_topdown_pipeline(train=True), codec=codec, input_size=INPUT_SIZE,
+    pipeline = build_pipeline(standard_topdown_pipeline(train=True), get_host().registries, codec=codec,
+                              input_size=INPUT_SIZE,
                               use_udp=codec_type == "udp")
     samples = PipelineDataset(dataset, pipeline)
     for index in range(len(samples)):  # warm-up: file cache, lazy imports

@@ -287,8 +287,8 @@ def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="checkpoint not found") as info:
         load_checkpoint(path)
     assert str(path) in str(info.value)
-    with pytest.raises(CheckpointError, match="checkpoint not found"):
-        load_checkpoint(tmp_path)  # a directory is not a checkpoint file
+    with pytest.raises(CheckpointError, match="is a folder but holds no weights file"):
+        load_checkpoint(tmp_path)  # a folder is read as a Hugging Face model folder, and names what it lacks
 
 
 @pytest.mark.parametrize("keep", [0.5, 0.9, 0.0])

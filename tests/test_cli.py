@@ -142,8 +142,13 @@ def test_plugins_json_with_a_broken_plugin(posecore_cli, fake_plugin_dist) -> No
 def test_plugins_verbose_shows_presets_with_published_figures(posecore_cli) -> None:
     result = posecore_cli("plugins", "-v")
     assert result.returncode == 0, result.stderr
-    (line,) = [line for line in result.stdout.splitlines() if PRESET in line]
+    lines = result.stdout.splitlines()
+    ((index, line),) = [(n, line) for n, line in enumerate(lines) if PRESET in line]
     assert "AP 70.4" in line
+    from posecore._plugins import get_host
+
+    description = get_host().registries.presets.get(PRESET).description
+    assert description and lines[index + 1].split() == description.split()  # what the preset runs, below it
 
 
 def test_version(posecore_cli) -> None:

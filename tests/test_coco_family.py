@@ -20,10 +20,10 @@ import cv2
 import numpy as np
 import pytest
 
-from posecore.data import load_metainfo
-from posecore.data._transforms import GetBBoxCenterScale
 from posecore._errors import DataError
 from posecore._plugins import get_host
+from posecore.data import load_metainfo
+from posecore.data._transforms import GetBBoxCenterScale
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 METAINFO = SHARED / "metainfo"

@@ -1,16 +1,19 @@
 """COCO keypoint results files: what ``posecore eval --results`` writes for an evaluation server
 (COCO test-dev has no public ground truth) must rank exactly as the in-process ``coco_ap`` does.
-The command itself is tested with the other engine commands (``test_engine_cli.py``)."""
+The expectations are independent of posecore's code: the rescoring and NMS written out by hand,
+and the file scored by pycocotools, as the server scores it. The command itself is tested with
+the other engine commands (``test_engine_cli.py``)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from posecore._cli.evaluate import evaluate_files
 from posecore.data._metainfo import load_metainfo
 from posecore.metrics._coco_ap import CocoAPMetric, coco_results
 
@@ -38,24 +41,46 @@ def _noisy_results(seed: int) -> list[dict]:
     return results
 
 
+def _rescored(result: dict) -> float:
+    """mmpose's instance score: box score x the mean of the keypoint scores above 0.2."""
+    scores = result["keypoint_scores"]
+    return result["bbox_score"] * float(scores[scores > 0.2].mean())
+
+
+def _pycocotools_table(results_file: Path) -> dict[str, float]:
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints as it goes
+        ground_truth = COCO(str(COCO_GT))
+        evaluation = COCOeval(ground_truth, ground_truth.loadRes(str(results_file)), "keypoints")
+        evaluation.evaluate()
+        evaluation.accumulate()
+        evaluation.summarize()
+    stats = evaluation.stats  # AP, AP50, AP75, AP medium, AP large, AR, ...
+    return {"AP": stats[0], "AP50": stats[1], "AP75": stats[2], "AR": stats[5]}
+
+
 def test_results_file_ranks_as_coco_ap_and_scores_the_same(tmp_path: Path) -> None:
     results = _noisy_results(0)
     metric = CocoAPMetric(str(COCO_GT), metainfo="coco")
     metric.update(results)
     table = metric.compute()
-    detections = metric.detections(results)
     rows = coco_results(results, np.asarray(load_metainfo("coco").sigmas))
     assert len(rows) == len(results) // 2, "OKS-NMS removed the near-copies, and only them"
-    assert len(rows) == len(detections)
-    image_ids = metric.ground_truth.image_ids[detections.image_index]
-    assert [row["image_id"] for row in rows] == image_ids.tolist()
-    np.testing.assert_allclose([row["score"] for row in rows], detections.score)
-    np.testing.assert_allclose(np.array([row["keypoints"] for row in rows]).reshape(-1, 17, 3),
-                               detections.keypoints, atol=1e-3)
-    # the written file, scored as a plain results file (its scores, no NMS), gives the same table
+    # Of each person's two near-copies, the better-scored one is kept, with its score and keypoints.
+    kept = [max(results[i:i + 2], key=_rescored) for i in range(0, len(results), 2)]
+    expected = sorted((r["image_id"], _rescored(r), r["keypoints"], r["keypoint_scores"]) for r in kept)
+    written = sorted((row["image_id"], row["score"], np.reshape(row["keypoints"], (17, 3))) for row in rows)
+    for (image_id, score, keypoints, keypoint_scores), (row_image, row_score, triplets) in zip(expected, written,
+                                                                                            strict=True):
+        assert row_image == image_id and row_score == pytest.approx(score, rel=1e-12)
+        np.testing.assert_allclose(triplets[:, :2], keypoints, atol=1e-3)
+        np.testing.assert_allclose(triplets[:, 2], keypoint_scores, atol=1e-3)
+    # The written file, scored by pycocotools as the evaluation server would, gives coco_ap's table.
     path = tmp_path / "results.json"
     path.write_text(json.dumps(rows))
-    scored = evaluate_files(COCO_GT, path, ["coco_ap"], metainfo="coco")["coco_ap"]
+    scored = _pycocotools_table(path)
     assert table["AP"] > 0.5
     for key in ("AP", "AP50", "AP75", "AR"):
         assert scored[key] == pytest.approx(table[key], abs=1e-6), key

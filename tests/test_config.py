@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from posecore._errors import ConfigError
 from posecore.config import (
     ComponentSpec,
     DataConfig,
@@ -24,7 +25,6 @@ from posecore.config import (
     parse_override,
     save_config,
 )
-from posecore._errors import ConfigError
 
 # ---------------------------------------------------------------------------------------------
 # helpers

@@ -6,11 +6,18 @@ As in timm, a plugin gets these tests for free the moment it registers a compone
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
+import numpy as np
 import pytest
+import torch
+from torch import nn
 
+import posecore
 from posecore._plugins import load_plugins
-from posecore.testing import ContractCase, contract_cases
+from posecore.codecs import MSRAHeatmap
+from posecore.models import TopdownHeatmapModel
+from posecore.testing import ContractCase, check_codec, check_metric, check_model, contract_cases
 
 HOST = load_plugins(autoload=True, strict=True)
 CASES = contract_cases(host=HOST)
@@ -52,3 +59,102 @@ def test_a_broken_component_fails_its_check(tmp_path: Path) -> None:
     host.registries.heads.add(posecore.Component("wrong_count", WrongCountHead), "test")
     with pytest.raises(AssertionError, match="decode gave keypoints"):
         check_head(host.registries, "wrong_count", tmp_path)
+
+
+def test_metrics_and_codecs_are_exercised() -> None:
+    kinds = {case.kind for case in CASES}
+    assert {"codecs", "metrics"} <= kinds
+    names = {(case.kind, case.name) for case in CASES}
+    assert {("codecs", "msra_heatmap"), ("codecs", "udp_heatmap"), ("codecs", "keypoint_regression"),
+            ("metrics", "coco_ap"), ("metrics", "pckh"), ("metrics", "nme")} <= names
+
+
+class _UnusedLayerModel(TopdownHeatmapModel):
+    """The core's top-down model with a layer its loss never reaches."""
+
+    def __init__(self, backbone: Annotated[nn.Module, posecore.Nested("backbones")],
+                 head: Annotated[nn.Module, posecore.Nested("heads")], input_size: tuple[int, int] = (192, 256)) -> None:
+        super().__init__(backbone, head, input_size=input_size)
+        self.forgotten = nn.Linear(4, 4)
+
+
+def _host_with(kind: str, component: posecore.Component):
+    host = load_plugins(autoload=False)
+    host.registries[kind].add(component, "test")
+    return host
+
+
+def test_a_trainable_parameter_without_gradient_fails_the_model_check(tmp_path: Path) -> None:
+    example = dict(HOST.registries.models.get("topdown_heatmap").example)
+    host = _host_with("models", posecore.Component("unused_layer", _UnusedLayerModel, example=example))
+    with pytest.raises(AssertionError, match=r"2 of 37 trainable parameters received no gradient: forgotten.weight"):
+        check_model(host.registries, "unused_layer", tmp_path)
+
+
+class _FrozenLayerModel(_UnusedLayerModel):
+    def __init__(self, backbone: Annotated[nn.Module, posecore.Nested("backbones")],
+                 head: Annotated[nn.Module, posecore.Nested("heads")], input_size: tuple[int, int] = (192, 256)) -> None:
+        super().__init__(backbone, head, input_size=input_size)
+        self.forgotten.requires_grad_(False)
+
+
+class _DeclaredLayerModel(_UnusedLayerModel):
+    parameters_without_gradient = ("forgotten.*",)
+
+
+class _StaleDeclarationModel(TopdownHeatmapModel):
+    parameters_without_gradient = ("forgotten.*",)
+
+
+def test_frozen_and_declared_parameters_pass_and_stale_declarations_fail(tmp_path: Path) -> None:
+    example = dict(HOST.registries.models.get("topdown_heatmap").example)
+    for name, factory in (("frozen", _FrozenLayerModel), ("declared", _DeclaredLayerModel)):
+        check_model(_host_with("models", posecore.Component(name, factory, example=example)).registries, name, tmp_path)
+    host = _host_with("models", posecore.Component("stale", _StaleDeclarationModel, example=example))
+    with pytest.raises(AssertionError, match="parameters_without_gradient names no trainable parameter: forgotten"):
+        check_model(host.registries, "stale", tmp_path)
+
+
+class _ShiftedDecodeCodec(MSRAHeatmap):
+    """Decodes one heatmap pixel to the right: a stride off, twice the tolerance."""
+
+    def decode(self, outputs):
+        keypoints, scores = super().decode(outputs)
+        return keypoints + torch.tensor([self.input_size[0] / self.heatmap_size[0], 0.0]), scores
+
+
+def test_a_codec_that_does_not_round_trip_fails(tmp_path: Path) -> None:
+    example = dict(HOST.registries.codecs.get("msra_heatmap").example)
+    host = _host_with("codecs", posecore.Component("shifted", _ShiftedDecodeCodec, example=example))
+    with pytest.raises(AssertionError, match=r"codec 'shifted': encode -> decode moved keypoints by up to \[2\.9"):
+        check_codec(host.registries, "shifted", tmp_path)
+
+
+class _CountingMetric:
+    """Counts the results it was given: breaks under the repeats of multi-process padding."""
+
+    def reset(self) -> None:
+        self.results = []
+
+    def update(self, results) -> None:
+        self.results.extend(results)
+
+    def compute(self) -> dict[str, float]:
+        return {"count": float(len(self.results))}
+
+
+class _FirstArrivalMetric(_CountingMetric):
+    """Drops duplicates but reports the first result's error: depends on the arrival order."""
+
+    def compute(self) -> dict[str, float]:
+        first = self.results[0]
+        return {"error": float(np.abs(first["keypoints"] - first["gt_keypoints"]).sum())}
+
+
+def test_metrics_that_count_repeats_or_depend_on_order_fail(tmp_path: Path) -> None:
+    host = _host_with("metrics", posecore.Component("counting", _CountingMetric))
+    with pytest.raises(AssertionError, match="padded with repeats as 2 processes give them change the table"):
+        check_metric(host.registries, "counting", tmp_path)
+    host = _host_with("metrics", posecore.Component("first_arrival", _FirstArrivalMetric))
+    with pytest.raises(AssertionError, match="the same results in another order give another table"):
+        check_metric(host.registries, "first_arrival", tmp_path)

@@ -19,12 +19,12 @@ import torch
 from safetensors.torch import save_file
 
 import posecore
-from posecore._checkpoint import CheckpointError, convert_state_dict, load_weights
+from posecore import load_weights
+from posecore._checkpoint import CheckpointError, convert_state_dict
+from posecore._plugins import get_host
 from posecore.models._heads import HeatmapDeconvHead, HeatmapSimpleHead
 from posecore.models._topdown import TopdownHeatmapModel
 from posecore.models._vit import ViT
-
-transformers = pytest.importorskip("transformers")
 
 TINY_VIT = {"embed_dim": 64, "depth": 2, "num_heads": 4, "input_size": (48, 64)}
 
@@ -50,6 +50,8 @@ def _randomised(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 
 
 def _hf_vitpose(hidden: int, layers: int, heads: int, image_size: list[int], keypoints: int, simple: bool):
+    """A randomised ``VitPoseForPoseEstimation``; skips the calling test (only it) without transformers."""
+    transformers = pytest.importorskip("transformers")
     backbone = transformers.VitPoseBackboneConfig(
         image_size=image_size, patch_size=[16, 16], hidden_size=hidden, num_hidden_layers=layers,
         num_attention_heads=heads, layer_norm_eps=1e-6, out_indices=[layers],
@@ -85,7 +87,7 @@ def test_hf_vitpose_small_config_gives_the_same_heatmaps(tmp_path: Path, simple:
 def test_hf_vitpose_b_config_gives_the_same_heatmaps_as_posecore_vitpose_b() -> None:
     hf = _hf_vitpose(768, 12, 12, [256, 192], 17, simple=False)
     model = posecore.build_model(posecore.get_preset("vitpose-b-coco-256x192")).eval()
-    name, converted = convert_state_dict(hf.state_dict(), expected=model.state_dict())
+    name, converted = convert_state_dict(hf.state_dict(), expected=model.state_dict(), registries=get_host().registries)
     assert name == "vitpose-hf"
     model.load_state_dict(converted, strict=True)
     images = torch.randn(2, 3, 256, 192)
@@ -135,7 +137,7 @@ def test_vitpose_plus_split_leftovers_are_dropped_but_real_experts_are_kept(tmp_
     for block in range(2):
         for expert in range(6):
             split[f"backbone.blocks.{block}.mlp.experts.{expert}.weight"] = torch.zeros(16, 256)  # (P, 4C)
-    _, converted = convert_state_dict(split, expected=expected)
+    _, converted = convert_state_dict(split, expected=expected, registries=get_host().registries)
     assert not any(".experts." in key for key in converted)
     assert len(converted.dropped) == 1 + 2 * 6
     # the multi-dataset file itself: fc2 narrower than the width, experts needed by a MoE backbone
@@ -211,7 +213,7 @@ def test_a_different_head_is_reported_loaded_partially_and_refused_when_strict(t
                                  ("head.final_layer.weight", (5, 256, 1, 1), (17, 256, 1, 1)))
     assert "checkpoint [5, 256, 1, 1] vs model [17, 256, 1, 1]" in str(warned[0].message)
     assert torch.equal(target.state_dict()["head.final_layer.weight"], before)  # skipped, not half-loaded
-    converted = convert_state_dict(hf.state_dict(), converter="vitpose-hf")[1]
+    converted = convert_state_dict(hf.state_dict(), converter="vitpose-hf", registries=get_host().registries)[1]
     assert torch.equal(target.state_dict()["backbone.blocks.1.attn.qkv.weight"],
                        converted["backbone.blocks.1.attn.qkv.weight"])
     with pytest.raises(CheckpointError, match=r"does not fit TopdownHeatmapModel \(after converter 'vitpose-hf'\) "
@@ -225,7 +227,7 @@ def test_a_file_of_another_model_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="none of its 2 tensors fits TopdownHeatmapModel"):
         load_weights(_posecore_tiny(), path)
     with pytest.raises(CheckpointError, match="no registered converter recognises its keys"):
-        convert_state_dict(torch.load(path))
+        convert_state_dict(torch.load(path), registries=get_host().registries)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
+from posecore._errors import ConfigError, DataError
 from posecore.data import DatasetMeta, check_sample, collate_samples, load_metainfo
 from posecore.data._coco import CocoKeypointDataset
-from posecore._errors import ConfigError, DataError
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 METAINFO = SHARED / "metainfo"

@@ -24,9 +24,9 @@ import numpy as np
 import pytest
 import torch
 
+from posecore._plugins import get_host
 from posecore.codecs import MSRAHeatmap, UDPHeatmap
 from posecore.data import PipelineDataset, build_pipeline, collate_samples, standard_topdown_pipeline
-from posecore._plugins import get_host
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 METAINFO = SHARED / "metainfo"
@@ -150,7 +150,8 @@ def _pipeline(train: bool, codec_kind: str = "msra", *, targets: bool = False) -
     specs = standard_topdown_pipeline(train)
     if targets and not train:
         specs.insert(len(specs) - 1, "generate_target")
-    return build_pipeline(specs, codec=_codec(codec_kind), input_size=INPUT, use_udp=codec_kind == "udp")
+    return build_pipeline(specs, get_host().registries, codec=_codec(codec_kind), input_size=INPUT,
+                          use_udp=codec_kind == "udp")
 
 
 def _items(dataset: Any, pipeline: Any, seed: int = 0) -> list[dict[str, Any]]:
@@ -314,6 +315,43 @@ def test_mmpose0_load_time_centre_jitter_as_a_pipeline_shift() -> None:
     assert moved.mean() == pytest.approx(0.3, abs=0.03)
     assert np.abs(moves).max() <= 0.2 + 1e-6 and np.abs(moves[moved]).max() > 0.19
     assert np.abs(moves[moved]).mean() == pytest.approx(0.1, abs=0.01)  # uniform on [-0.2, 0.2]
+
+
+def test_mmpose0_centre_shift_is_drawn_once_per_instance_and_discarded_by_half_body() -> None:
+    """``shift_once``: the shift comes first (before flip and half-body), each instance keeps its
+    draw in every epoch, 30% of the instances move by U(-0.2, 0.2) x the unpadded box, and a
+    half-body crop, which makes its own box, leaves no trace of it."""
+    from posecore.data import load_metainfo
+
+    specs = standard_topdown_pipeline(True, shift_prob=0.3, shift_factor=0.16, shift_once=True)
+    assert [s.type for s in specs][:4] == ["get_bbox_center_scale", "center_shift", "random_flip", "random_half_body"]
+    assert "shift_prob" not in next(s.args for s in specs if s.type == "random_bbox_transform")
+    shift = _registry_transforms().build(next(s for s in specs if s.type == "center_shift"))
+    box = np.array([100.0, 50.0])
+
+    def instance(i: int) -> dict[str, Any]:
+        return {"image_id": i // 3, "id": i, "dataset_index": 0, "bbox": np.array([10.0, 20.0, 110.0, 70.0], np.float32),
+                "center": np.zeros(2, np.float32), "scale": (box * 1.25).astype(np.float32)}
+
+    epochs = [np.array([shift(instance(i), np.random.default_rng((0, epoch, i)))["center"] for i in range(4000)])
+              for epoch in range(2)]
+    assert np.array_equal(epochs[0], epochs[1])  # drawn once: the same in every epoch
+    moves = epochs[0] / box
+    moved = np.any(moves != 0, axis=1)
+    assert moved.mean() == pytest.approx(0.3, abs=0.03)
+    assert np.abs(moves).max() <= 0.2 + 1e-6 and np.abs(moves[moved]).mean() == pytest.approx(0.1, abs=0.01)
+    per_epoch = _registry_transforms().build({"type": "center_shift", "once": False})
+    redrawn = [per_epoch(instance(7), np.random.default_rng((0, epoch, 7)))["center"] for epoch in range(40)]
+    assert len({tuple(c) for c in redrawn}) > 1  # the per-epoch option draws anew
+
+    meta = load_metainfo("coco")
+    keypoints = np.random.default_rng(1).uniform(20, 100, (17, 2)).astype(np.float32)
+    half_body = _registry_transforms().build({"type": "random_half_body", "prob": 1.0})
+    centres = []
+    for i in np.flatnonzero(moved)[:2]:
+        sample = dict(instance(int(i)), keypoints=keypoints, visibility=np.full(17, 2.0, np.float32), meta=meta)
+        centres.append(half_body(shift(sample, np.random.default_rng(0)), np.random.default_rng(5))["center"])
+    assert np.array_equal(centres[0], centres[1])  # two different shifts, the same half-body box
 
 
 def _registry_transforms() -> Any:

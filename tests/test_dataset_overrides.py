@@ -11,13 +11,14 @@ import torch
 import yaml
 
 import posecore
-from posecore.codecs import MSRAHeatmap, UDPHeatmap
-from posecore.config import ExperimentConfig, apply_overrides, structure, unstructure
-from posecore.engine._builder import build_codec, build_eval_sets, build_train_set, split_dataset_spec
-from posecore.engine._trainer import Callback, Trainer
 from posecore._errors import ConfigError
 from posecore._plugins import get_host
-from posecore._registry import validate_config
+from posecore.codecs import MSRAHeatmap, UDPHeatmap
+from posecore.config import ExperimentConfig, apply_overrides, structure, unstructure
+from posecore.engine._assembly_rules import split_dataset_spec, validate_config
+from posecore.engine._builder import build_codec, build_eval_sets, build_train_set
+from posecore.engine._state import load_train_state
+from posecore.engine._trainer import Callback, Trainer
 
 INPUT, HEATMAP = (48, 64), (12, 16)
 MSRA = {"type": "msra_heatmap", "input_size": list(INPUT), "heatmap_size": list(HEATMAP), "sigma": 1.0}
@@ -37,8 +38,9 @@ def _config(tiny_config, synthetic_cache, second: dict) -> ExperimentConfig:
 def test_a_training_dataset_brings_its_own_codec(tiny_config, synthetic_cache):
     config = _config(tiny_config, synthetic_cache, {"codec": MSRA})
     validate_config(config, get_host().registries)
-    codec = build_codec(config)
-    train = build_train_set(config, codec=codec)
+    registries = get_host().registries
+    codec = build_codec(config, registries)
+    train = build_train_set(config, registries, codec=codec)
     assert isinstance(codec, UDPHeatmap)
     first, second = train.parts[0], train.parts[1]
     assert [type(t).__name__ for t in first.pipeline.transforms] == [type(t).__name__ for t in second.pipeline.transforms]
@@ -61,7 +63,8 @@ def test_a_dataset_brings_its_own_pipeline_and_the_spec_round_trips(tiny_config,
     validate_config(config, get_host().registries)
     again = structure(yaml.safe_load(yaml.safe_dump(unstructure(config))), ExperimentConfig)
     assert again == config
-    train = build_train_set(config, codec=build_codec(config))
+    registries = get_host().registries
+    train = build_train_set(config, registries, codec=build_codec(config, registries))
     names = [type(t).__name__ for t in train.parts[1].pipeline.transforms]
     assert names == ["GetBBoxCenterScale", "TopdownAffine", "GenerateTarget", "PackSample"]
     assert "RandomFlip" in [type(t).__name__ for t in train.parts[0].pipeline.transforms]
@@ -94,7 +97,7 @@ def test_mistakes_are_named_where_they_are(tiny_config, synthetic_cache):
     with pytest.raises(ConfigError, match=r"data\.val\[0\]: an evaluation dataset cannot set its own codec"):
         validate_config(with_eval_codec, registries)
     with pytest.raises(ConfigError, match="an evaluation dataset cannot set its own codec"):
-        build_eval_sets(with_eval_codec, codec=build_codec(with_eval_codec))
+        build_eval_sets(with_eval_codec, registries, codec=build_codec(with_eval_codec, registries))
 
 
 def test_an_evaluation_dataset_may_bring_its_own_pipeline(tiny_config):
@@ -103,7 +106,8 @@ def test_an_evaluation_dataset_may_bring_its_own_pipeline(tiny_config):
                                           {"type": "pack_sample"}]
     config = structure(data, ExperimentConfig)
     validate_config(config, get_host().registries)
-    (eval_set,) = build_eval_sets(config, codec=build_codec(config))
+    registries = get_host().registries
+    (eval_set,) = build_eval_sets(config, registries, codec=build_codec(config, registries))
     assert eval_set.dataset.pipeline.transforms[0].padding == 1.5
 
 
@@ -124,16 +128,24 @@ def test_init_weights_start_the_model_and_resuming_ignores_them(tiny_config, tmp
         def on_train_start(self, trainer):
             seen["start"] = {k: v.clone() for k, v in trainer.model.state_dict().items()}
 
-    Trainer(config, tmp_path / "run", quiet=True, num_prediction_images=0, callbacks=[Watch()]).fit()
+    Trainer(config, tmp_path / "run", registries=get_host().registries, quiet=True, num_prediction_images=0,
+            callbacks=[Watch()]).fit()
     for key, value in source.state_dict().items():
         assert torch.equal(seen["start"][key], value), key
-    # Resuming restores the run's own weights; the init file is not read again (here: gone).
+    # Resuming restores the run's own weights; the init file is not read again (here: gone, so
+    # reading it would raise).
     weights.unlink()
+    own = load_train_state(tmp_path / "run")["model"]
+    assert any(not torch.equal(own[key], value) for key, value in source.state_dict().items()), "the run trained"
     longer = apply_overrides(tiny_config(epochs=1), [f"train.init_weights={weights}"])
-    Trainer(longer, tmp_path / "run", resume=tmp_path / "run", quiet=True, num_prediction_images=0).fit()
+    Trainer(longer, tmp_path / "run", registries=get_host().registries, resume=tmp_path / "run", quiet=True,
+            num_prediction_images=0,
+            callbacks=[Watch()]).fit()
+    for key, value in own.items():
+        assert torch.equal(seen["start"][key], value), key
 
 
 def test_init_weights_that_do_not_exist_are_a_clear_error(tiny_config, tmp_path):
     config = apply_overrides(tiny_config(epochs=1), [f"train.init_weights={tmp_path / 'missing.pth'}"])
     with pytest.raises(posecore.CheckpointError, match="checkpoint not found"):
-        Trainer(config, tmp_path / "run", quiet=True).fit()
+        Trainer(config, tmp_path / "run", registries=get_host().registries, quiet=True).fit()

@@ -16,10 +16,10 @@ import cv2
 import numpy as np
 import pytest
 
+from posecore._errors import ConfigError, DataError
 from posecore.data import check_sample, collate_samples, load_metainfo
 from posecore.data._dataset import PipelineDataset
 from posecore.data._mp100 import MP100Dataset, mp100_categories
-from posecore._errors import ConfigError, DataError
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 ANNOTATIONS = SHARED / "mp100" / "annotations"
@@ -91,14 +91,14 @@ def _expected_pairs(path: Path, shots: int, queries: int, episodes: int, seed: i
 
 
 def _fake_images(root: Path, path: Path) -> dict[int, tuple[int, int]]:
-    """Small random JPEGs at every file_name of ``path`` (MP-100 ships no images); id -> (h, w)."""
-    rng = np.random.default_rng(0)
+    """Flat JPEGs of the annotated sizes at every file_name of ``path`` (MP-100 ships no images;
+    the reader holds each image to its annotated width and height); id -> (h, w)."""
     shapes = {}
     for number, image in enumerate(_read(path)["images"]):
         target = root / image["file_name"]
         target.parent.mkdir(parents=True, exist_ok=True)
-        shapes[image["id"]] = (8 + number, 12 + number)
-        cv2.imwrite(str(target), rng.integers(0, 255, (*shapes[image["id"]], 3), dtype=np.uint8))
+        shapes[image["id"]] = (image["height"], image["width"])
+        cv2.imwrite(str(target), np.full((*shapes[image["id"]], 3), 20 + 10 * number, dtype=np.uint8))
     return shapes
 
 
@@ -470,7 +470,7 @@ def test_categories_without_instances_are_noted_in_episode_mode(tmp_path: Path) 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"skeleton": "both"}, "skeleton must be one of 'file', 'updated', 'original'; got 'both'"),
+        ({"skeleton": "both"}, "skeleton must be one of 'file', 'updated', 'original', 'annotation'; got 'both'"),
         ({"num_shots": 0}, "num_shots must be an integer >= 1; got 0"),
         ({"num_queries": 0}, "num_queries must be an integer >= 1; got 0"),
         ({"num_episodes": -1}, "num_episodes must be an integer >= 0; got -1"),

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from scipy.io import loadmat, savemat
 
+from posecore._errors import DataError
 from posecore.data import check_sample, collate_samples, load_metainfo
 from posecore.data._interhand import InterHand2DDataset
 from posecore.data._mpii import MpiiDataset
 from posecore.data._transforms import GetBBoxCenterScale
-from posecore._errors import DataError
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 MPII = SHARED / "mpii"

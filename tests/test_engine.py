@@ -10,6 +10,8 @@ import pytest
 import torch
 from torch import nn
 
+from posecore._errors import CheckpointError, ConfigError
+from posecore._plugins import get_host
 from posecore.config import (
     ExperimentConfig,
     OptimizerConfig,
@@ -19,11 +21,12 @@ from posecore.config import (
     apply_overrides,
     load_config,
 )
+from posecore.engine._ema import ModelEMA
+from posecore.engine._evaluation import evaluate, predict_dataset
 from posecore.engine._optim import apply_stage, build_param_groups, lr_factor, stage_at
 from posecore.engine._sampling import EpochSampler
 from posecore.engine._state import load_train_state
 from posecore.engine._trainer import Callback, Trainer, TrainingDiverged
-from posecore._errors import CheckpointError, ConfigError
 
 # ------------------------------------------------------------------------------------ sampling
 
@@ -154,7 +157,7 @@ def _batches_per_epoch(cache: str) -> int:
 
 
 def _fit(config: ExperimentConfig, output, **kwargs):
-    return Trainer(config, output, quiet=True, num_prediction_images=2, **kwargs).fit()
+    return Trainer(config, output, registries=get_host().registries, quiet=True, num_prediction_images=2, **kwargs).fit()
 
 
 def test_run_writes_everything_a_user_looks_at(synthetic_cache, tiny_config, tmp_path):
@@ -207,12 +210,79 @@ def test_resume_after_a_kill_mid_epoch_is_bit_exact(synthetic_cache, tiny_config
     assert resumed.tables == whole.tables
 
 
+def test_ema_update_averages_floats_and_copies_counters():
+    """``ema = decay * ema + (1 - decay) * weights`` for parameters and float buffers, step after
+    step; integer buffers (BatchNorm's counter) are the model's; the model is never touched."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    ema = ModelEMA(model, decay=0.75)
+    expected = {k: v.clone() for k, v in model.state_dict().items()}
+    for _ in range(2):
+        model(torch.randn(8, 3))  # moves the running statistics and the batch counter
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.add_(torch.randn_like(parameter))
+        current = {k: v.clone() for k, v in model.state_dict().items()}
+        ema.update(model)
+        for key, value in current.items():
+            expected[key] = 0.75 * expected[key] + 0.25 * value if value.is_floating_point() else value
+            torch.testing.assert_close(ema.state_dict()[key], expected[key], rtol=1e-6, atol=1e-7, msg=key)
+            assert torch.equal(model.state_dict()[key], value), key
+    assert int(ema.state_dict()["1.num_batches_tracked"]) == 2
+    assert not any(p.requires_grad for p in ema.module.parameters())
+
+
+def test_ema_weights_are_what_is_evaluated_and_saved_as_best(synthetic_cache, tiny_config, tmp_path):
+    """With ``train.ema_decay`` the trainer averages after every optimiser step, evaluates the
+    average (not the trained weights) and writes it to ``best.pth``."""
+    decay = 0.8  # not 0.5: a formula with decay and 1 - decay swapped must not pass
+    config = tiny_config(epochs=1, ema_decay=decay)
+    snapshots: list[dict[str, torch.Tensor]] = []
+
+    class Watch(Callback):
+        def on_train_start(self, trainer):
+            snapshots.append({k: v.clone() for k, v in trainer.model.state_dict().items()})
+
+        def on_step_end(self, trainer):
+            snapshots.append({k: v.clone() for k, v in trainer.model.state_dict().items()})
+
+    trainer = Trainer(config, tmp_path, registries=get_host().registries, quiet=True, num_prediction_images=0,
+                      callbacks=[Watch()])
+    result = trainer.fit()
+    assert len(snapshots) == 1 + _batches_per_epoch(synthetic_cache)
+    expected = dict(snapshots[0])
+    for weights in snapshots[1:]:
+        expected = {k: decay * expected[k] + (1 - decay) * v if v.is_floating_point() else v for k, v in weights.items()}
+    for key, value in trainer.ema.state_dict().items():
+        torch.testing.assert_close(value, expected[key], rtol=1e-5, atol=1e-6, msg=key)
+
+    best = torch.load(tmp_path / "checkpoints" / "best.pth", weights_only=True)["state_dict"]
+    for key, value in trainer.ema.state_dict().items():
+        assert torch.equal(best[key], value), key
+    assert any(not torch.equal(best[k], v) for k, v in trainer.model.state_dict().items()), "best.pth is the average"
+
+    (eval_set,) = trainer.eval_sets
+
+    def predictions(model):
+        return predict_dataset(model, eval_set.dataset, batch_size=config.data.eval_batch_size,
+                               flip_test=config.eval.flip_test)
+
+    evaluated = trainer.final_results[eval_set.label]
+    averaged, trained = predictions(trainer.ema.module), predictions(trainer.model)
+    np.testing.assert_array_equal(np.stack([r["keypoint_scores"] for r in evaluated]),
+                                  np.stack([r["keypoint_scores"] for r in averaged]))
+    assert not np.array_equal(np.stack([r["keypoint_scores"] for r in evaluated]),
+                              np.stack([r["keypoint_scores"] for r in trained]))
+    assert result.tables[eval_set.label] == evaluate(averaged, eval_set.metrics)
+
+
 def test_resume_refuses_a_different_config(synthetic_cache, tiny_config, tmp_path):
     _fit(tiny_config(epochs=1), tmp_path)
     with pytest.raises(ConfigError, match="different config"):
-        Trainer(tiny_config(epochs=2), tmp_path, resume=tmp_path, quiet=True)
+        Trainer(tiny_config(epochs=2), tmp_path, registries=get_host().registries, resume=tmp_path, quiet=True)
     with pytest.raises(CheckpointError, match="does not exist"):
-        Trainer(tiny_config(), tmp_path / "nowhere", resume=tmp_path / "nowhere", quiet=True)
+        Trainer(tiny_config(), tmp_path / "nowhere", registries=get_host().registries, resume=tmp_path / "nowhere",
+                quiet=True)
 
 
 class _Poison(Callback):
@@ -245,14 +315,31 @@ def test_epochs_zero_evaluates_the_untrained_model(synthetic_cache, tiny_config,
 
 
 def test_stages_accumulation_and_bf16(synthetic_cache, tiny_config, tmp_path):
+    """Stage freezing and lr, gradient accumulation, bf16 autocast and gradient clipping, each seen
+    where it acts: the head's output dtype in training, and the gradients and lr the optimiser steps with."""
     stages = (StageConfig(start_epoch=0, trainable=("head.*",)), StageConfig(start_epoch=1, lr=5e-4))
-    config = tiny_config(stages=stages, grad_accum_steps=4, mixed_precision="bf16", grad_clip=1.0)
+    clip = 1e-3  # below every raw gradient norm of this run, so clipping always acts
+    config = tiny_config(stages=stages, grad_accum_steps=4, mixed_precision="bf16", grad_clip=clip)
     frozen_before = None
+    training_dtypes: set[torch.dtype] = set()
+    steps: list[tuple[float, float]] = []  # (gradient norm, lr) seen by each optimiser step
 
     class Watch(Callback):
         def on_train_start(self, trainer):
             nonlocal frozen_before
             frozen_before = {k: v.clone() for k, v in trainer.model.backbone.state_dict().items()}
+
+            def record_dtype(module, inputs, output):
+                if module.training:
+                    training_dtypes.add(output.dtype)
+
+            def record_step(optimizer, args, kwargs):
+                grads = [p.grad for p in trainer.model.parameters() if p.grad is not None]
+                norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+                steps.append((float(norm), optimizer.param_groups[0]["lr"]))
+
+            trainer.model.head.register_forward_hook(record_dtype)
+            trainer.optimizer.optimizer.register_step_pre_hook(record_step)
 
         def on_epoch_end(self, trainer):
             if trainer.state.epoch == 1:  # stage 0: the backbone must not have moved
@@ -262,14 +349,24 @@ def test_stages_accumulation_and_bf16(synthetic_cache, tiny_config, tmp_path):
 
     _fit(config, tmp_path, callbacks=[Watch()])
     state = load_train_state(tmp_path)
-    assert state["optimizer_steps"] == 2 * math.ceil(_batches_per_epoch(synthetic_cache) / 4)
+    per_epoch = math.ceil(_batches_per_epoch(synthetic_cache) / 4)
+    assert state["optimizer_steps"] == 2 * per_epoch
+    assert training_dtypes == {torch.bfloat16}, "the training forward runs under bf16 autocast"
+    assert len(steps) == state["optimizer_steps"]
+    assert [norm for norm, _ in steps] == pytest.approx([clip] * len(steps), rel=1e-3), "gradients clipped to grad_clip"
+    schedule, total = config.train.schedule, 2 * per_epoch  # stage 0 at the optimiser's 1e-3, stage 1 at its own 5e-4
+    expected = [base * lr_factor(schedule, step, per_epoch, total, base)
+                for step, base in enumerate([1e-3] * per_epoch + [5e-4] * per_epoch)]
+    assert [lr for _, lr in steps] == pytest.approx(expected)
+    records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["lr"] for r in records if r["kind"] == "train"] == pytest.approx(expected)
 
 
 def test_fp16_on_the_cpu_is_a_clear_error(synthetic_cache, tiny_config, tmp_path):
     if torch.cuda.is_available():
         pytest.skip("fp16 is available with CUDA")
     with pytest.raises(ConfigError, match="fp16.*bf16"):
-        Trainer(tiny_config(mixed_precision="fp16"), tmp_path)
+        Trainer(tiny_config(mixed_precision="fp16"), tmp_path, registries=get_host().registries)
 
 
 def test_the_vit_trains_through_the_engine_with_layer_decay(synthetic_cache, tiny_config, tmp_path):
@@ -285,7 +382,7 @@ def test_the_vit_trains_through_the_engine_with_layer_decay(synthetic_cache, tin
                  "input_stride": 8},
         "input_size": [48, 64],
     })
-    trainer = Trainer(config, tmp_path, quiet=True, num_prediction_images=0)
+    trainer = Trainer(config, tmp_path, registries=get_host().registries, quiet=True, num_prediction_images=0)
     result = trainer.fit()
     scales = sorted({round(group["lr_scale"], 6) for group in trainer.optimizer.param_groups})
     assert scales == [round(0.8 ** k, 6) for k in (3, 2, 1, 0)]  # embeddings, block 0, block 1, head

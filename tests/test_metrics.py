@@ -27,7 +27,7 @@ from posecore.metrics import (
     PCKMetric,
     oks_nms,
 )
-from posecore.metrics._coco_ap import rescore_instances
+from posecore.metrics._oks import rescore_instances, soft_oks_nms
 from posecore.metrics._results import (
     load_coco_keypoint_annotations,
     load_coco_predictions,
@@ -319,6 +319,40 @@ def test_rescoring_and_oks_nms_follow_mmpose() -> None:
     keep = oks_nms(keypoints, np.array([0.9, 0.95, 0.6]), np.full(3, 2000.0), sigmas, thr=0.9)
     assert keep.tolist() == [1, 2]  # the near-copy (lower score) is suppressed, best first
     assert oks_nms(keypoints, np.array([0.9, 0.95, 0.6]), np.full(3, 2000.0), sigmas, thr=1.0).tolist() == [1, 0, 2]
+
+
+def test_rescoring_keeps_the_scores_dtype() -> None:
+    """float32 scores are rescored in float32 (mmpose's arithmetic). The box + mean + max of these two
+    instances (fifteen scores of 1.6, two of 0, in another order) differ in float32, as mmpose ranks
+    them, but tie in float64."""
+    first = np.full(17, 1.6, dtype=np.float32)
+    first[[15, 16]] = 0
+    second = np.full(17, 1.6, dtype=np.float32)
+    second[[2, 4]] = 0
+    scores, boxes = np.stack([first, second]), np.full(2, 0.98, dtype=np.float32)
+    rescored = rescore_instances(scores, boxes, "bbox_rle", 0.2)
+    assert rescored.dtype == np.float32
+    assert rescored[0] < rescored[1]
+    assert rescored.tolist() == [np.float32(0.98) + row.mean() + row.max() for row in scores]
+    in_float64 = rescore_instances(scores.astype(np.float64), boxes.astype(np.float64), "bbox_rle", 0.2)
+    assert in_float64.dtype == np.float64 and in_float64[0] == in_float64[1]
+    for mode in ("bbox_keypoint", "bbox", "keypoint"):
+        assert rescore_instances(scores, boxes, mode, 0.2).dtype == np.float32
+
+
+def test_soft_oks_nms_damps_instead_of_dropping() -> None:
+    sigmas = np.full(3, 0.08)
+    person = np.array([[10.0, 10.0], [20.0, 40.0], [30.0, 70.0]])
+    keypoints = np.stack([person, person + 0.5, person + 200.0])  # a near-copy and someone else
+    scores = np.array([0.9, 0.95, 0.6])
+    # The near-copy (OKS ~0.99) is damped by exp(-0.99^2 / 0.9) ~ 0.34 to ~0.3, below the stranger.
+    assert soft_oks_nms(keypoints, scores, np.full(3, 2000.0), sigmas, thr=0.9).tolist() == [1, 2, 0]
+    assert scores.tolist() == [0.9, 0.95, 0.6]  # the instances keep their own scores
+    crowd = np.stack([person + 100.0 * n for n in range(30)])
+    kept = soft_oks_nms(crowd, np.linspace(1, 0.1, 30), np.full(30, 2000.0), sigmas, thr=0.9)
+    assert kept.tolist() == list(range(20))  # at most 20 per image, COCOeval's maxDets
+    with pytest.raises(ConfigError, match="nms_mode='soft' is not one of 'oks', 'soft_oks'"):
+        CocoAPMetric(str(SHARED / "coco/test_coco.json"), metainfo="coco", nms_mode="soft")
 
 
 def test_results_from_several_processes_are_deduplicated() -> None:
@@ -642,8 +676,8 @@ def test_distance_metrics_reject_missing_fields() -> None:
 
 
 def test_every_metric_follows_the_protocol_and_builds_from_the_registry(tmp_path: Path) -> None:
-    from posecore.metrics._catalog import METRICS
     from posecore._plugins import load_plugins
+    from posecore.metrics._catalog import METRICS
 
     registries = load_plugins(autoload=False).registries
     assert [c.name for c in METRICS] == ["coco_ap", "pckh", "pck", "auc", "epe", "nme"]

@@ -7,6 +7,7 @@ Every fake plugin here is a dist-info folder plus a module on ``sys.path`` (see
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 from importlib import metadata
@@ -16,8 +17,8 @@ import pytest
 import tomllib
 
 from posecore._errors import ConfigError, PluginError, UnknownComponentError
-from posecore.hookspecs import MIN_PLUGIN_API_VERSION, PLUGIN_API_VERSION
 from posecore._plugins import load_plugins
+from posecore.hookspecs import MIN_PLUGIN_API_VERSION, PLUGIN_API_VERSION
 
 ROOT = Path(__file__).resolve().parents[1]
 OFFICIAL = ("pgvl", "vlpose", "posebh", "poseanything", "hevitpose")
@@ -475,6 +476,25 @@ def test_cli_arguments_hook_extends_predict_parsing(fake_plugin_dist, plugin_env
     assert "give at least one INPUT" in with_plugin.stderr and "Traceback" not in with_plugin.stderr
     # without it, argparse rejects the option
     assert without.returncode == 2 and "unrecognized arguments: --exemplar" in without.stderr
+
+
+def test_cli_block_option_keeps_plugins_out(fake_plugin_dist, plugin_env, tmp_path) -> None:
+    """``-p no:NAME`` on the command line: a blocked plugin is never imported (so one that raises
+    on import does not fail ``--strict-plugins``) and adds no options to an extensible command."""
+    fake_plugin_dist("exploding", EXPLODING)
+    env = plugin_env(fake_plugin_dist("exemplar", SUPPORT_OPTION))
+    unblocked = _posecore("plugins", "--json", "--strict-plugins", env=env, cwd=tmp_path)
+    assert unblocked.returncode == 2 and "kaboom at import time" in unblocked.stderr
+    blocked = _posecore("plugins", "--json", "--strict-plugins", "-p", "no:exploding", "-p", "no:pgvl", env=env,
+                        cwd=tmp_path)
+    assert blocked.returncode == 0, blocked.stderr
+    status = {entry["name"]: entry["status"] for entry in json.loads(blocked.stdout)["plugins"]}
+    assert status["exploding"] == status["pgvl"] == "blocked"
+    assert status["exemplar"] == status["posebh"] == "ok"
+    assert "--exemplar" in _posecore("predict", "--help", env=env, cwd=tmp_path).stdout
+    help_text = _posecore("predict", "--help", "-p", "no:exemplar", "-p", "no:exploding", env=env, cwd=tmp_path)
+    assert help_text.returncode == 0, help_text.stderr
+    assert "--exemplar" not in help_text.stdout
 
 
 def test_cli_arguments_hook_in_process(fake_plugin_dist, on_path) -> None:

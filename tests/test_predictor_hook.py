@@ -25,9 +25,11 @@ FEW_SHOT_PLUGIN = """
     POSECORE_PLUGIN_API = 1
 
 
-    def predict(args):
-        Path(args.output).mkdir(parents=True, exist_ok=True)
-        (Path(args.output) / "called.json").write_text(json.dumps({"inputs": args.inputs, "shots": args.shot}))
+    def predict(request):
+        assert isinstance(request, posecore.PredictRequest) and request.output.is_dir()
+        called = {"inputs": [path.name for path in request.inputs], "shots": request.options["shot"],
+                  "core options leak": sorted({"boxes", "checkpoint", "device", "inputs"} & set(request.options))}
+        (request.output / "called.json").write_text(json.dumps(called))
         return 3
 
 
@@ -52,15 +54,20 @@ def _predict(*args: str, env: dict[str, str], cwd: Path) -> subprocess.Completed
                           env=env, cwd=cwd, timeout=300)
 
 
-def test_a_preset_predictor_receives_the_parsed_arguments(fake_plugin_dist, plugin_env, tmp_path) -> None:
+def test_a_preset_predictor_receives_a_typed_request(fake_plugin_dist, plugin_env, tmp_path) -> None:
     env = plugin_env(fake_plugin_dist("fewshot", FEW_SHOT_PLUGIN))
+    for name in ("q1.jpg", "q2.jpg", "q.jpg"):
+        (tmp_path / name).write_bytes(b"")  # the command checks the inputs exist; the predictor reads them
     out = tmp_path / "out"
     result = _predict("--plugin", "fewshot", "--shot", "s.jpg", "q1.jpg", "q2.jpg", "--output", str(out), env=env,
                       cwd=tmp_path)
     assert result.returncode == 3, result.stderr  # the predictor's exit status is the command's
-    assert json.loads((out / "called.json").read_text()) == {"inputs": ["q1.jpg", "q2.jpg"], "shots": ["s.jpg"]}
+    assert json.loads((out / "called.json").read_text()) == {"inputs": ["q1.jpg", "q2.jpg"], "shots": ["s.jpg"],
+                                                             "core options leak": []}
     named = _predict("--preset", "fewshot-a", "q.jpg", "--output", str(tmp_path / "named"), env=env, cwd=tmp_path)
     assert named.returncode == 3 and (tmp_path / "named" / "called.json").exists()
+    missing = _predict("--preset", "fewshot-a", "absent.jpg", "--output", str(tmp_path / "m"), env=env, cwd=tmp_path)
+    assert missing.returncode == 2 and "input not found: absent.jpg" in missing.stderr
 
 
 def test_presets_without_a_predictor_predict_top_down(fake_plugin_dist, plugin_env, tmp_path) -> None:
@@ -74,8 +81,8 @@ def test_presets_without_a_predictor_predict_top_down(fake_plugin_dist, plugin_e
 def test_a_posecore_checkpoint_picks_the_predictor_of_its_preset(fake_plugin_dist, plugin_env, tmp_path) -> None:
     import yaml
 
-    from posecore.config import unstructure
     from posecore._presets import simplebaseline_res50_coco
+    from posecore.config import unstructure
 
     config = unstructure(simplebaseline_res50_coco())
     checkpoint = tmp_path / "best.pth"
@@ -123,8 +130,8 @@ def test_instance_results_keep_each_samples_own_keypoints() -> None:
 
 def test_foreign_checkpoint_meta_configs_are_not_posecore_configs() -> None:
     from posecore._api import config_from_checkpoint
-    from posecore.config import dump_config
     from posecore._presets import simplebaseline_res50_coco
+    from posecore.config import dump_config
 
     mmcv = {"meta": {"config": "model = dict(\n    type='PoseAnythingModel', backbone=dict(type='SwinV2'))\n",
                      "epoch": 200}, "state_dict": {}}

@@ -9,9 +9,10 @@ from typing import Annotated, Any
 import pytest
 
 from posecore._components import Component, Converter, Nested, Preset
-from posecore.config import ComponentSpec, DataConfig, EvalConfig, ExperimentConfig
 from posecore._errors import ConfigError, PluginError, UnknownComponentError
-from posecore._registry import OFFICIAL_PLUGINS, Registries, validate_config
+from posecore._registry import OFFICIAL_PLUGINS, Registries
+from posecore.config import ComponentSpec, DataConfig, EvalConfig, ExperimentConfig
+from posecore.engine._assembly_rules import validate_config
 
 # ---------------------------------------------------------------------------------------------
 # real factories with typed signatures
@@ -163,6 +164,43 @@ def test_bool_argument_given_as_string_false_is_false(registries: Registries) ->
 def test_int_argument_does_not_silently_truncate_a_float(registries: Registries) -> None:
     with pytest.raises(ConfigError, match=r"backbone 'block', argument 'depth'"):
         registries.backbones.build({"type": "block", "depth": 12.7})
+
+
+# ---------------------------------------------------------------------------------------------
+# context: values the caller supplies by name
+
+
+def test_context_fills_an_argument_the_factory_takes_and_the_spec_leaves_unset(registries: Registries) -> None:
+    assert registries.backbones.build({"type": "block"}, context={"depth": 7}).depth == 7
+    # a name the factory has no parameter for is not passed (make_block has no 'codec')
+    assert registries.backbones.build({"type": "block", "depth": 1}, context={"codec": object()}).depth == 1
+
+
+def test_a_spec_value_wins_over_the_context(registries: Registries) -> None:
+    block = registries.backbones.build({"type": "block", "depth": "3", "width": "0.5"}, context={"depth": 7, "width": 9.0})
+    assert (block.depth, block.width) == (3, 0.5)
+
+
+def test_context_values_are_passed_as_they_are(registries: Registries) -> None:
+    """Context values are the caller's objects, not config text: no conversion to the annotation."""
+    sizes = [5, 6]
+    block = registries.backbones.build({"type": "block", "depth": 1}, context={"sizes": sizes})
+    assert block.sizes is sizes
+
+
+def test_a_factory_with_only_open_kwargs_takes_no_context(registries: Registries) -> None:
+    assert registries.models.build("open", context={"codec": "c"}) == {"scale": 1.0}
+
+
+def test_validate_and_build_agree_on_what_the_context_provides(registries: Registries) -> None:
+    with pytest.raises(ConfigError, match=r"dataset 'toy' needs argument\(s\) ann_file"):
+        registries.datasets.validate({"type": "toy"})
+    registries.datasets.validate({"type": "toy"}, provided=["ann_file"])  # the context will provide it
+    with pytest.raises(ConfigError, match=r"backbone 'block' needs argument\(s\) depth"):
+        registries.backbones.validate("block", provided=["ann_file"])  # a name 'block' does not take provides nothing
+    # what validates with the names builds with the values
+    assert registries.backbones.build("block", context={"depth": 2}).depth == 2
+    registries.backbones.validate("block", provided=["depth"])
 
 
 # ---------------------------------------------------------------------------------------------

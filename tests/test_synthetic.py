@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from posecore._visualize import contact_sheet, draw_pose, heatmap_overlay, save_image
 from posecore.data._images import read_image
 from posecore.data._metainfo import load_metainfo
 from posecore.data._synthetic import NUM_TEST_CATEGORIES, NUM_TRAIN_CATEGORIES, synthetic_dataset_files
-from posecore._visualize import contact_sheet, draw_pose, heatmap_overlay, save_image
 
 
 def _annotations(path: Path) -> dict:

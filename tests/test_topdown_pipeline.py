@@ -20,6 +20,8 @@ import pytest
 import simplejpeg
 import torch
 
+from posecore._errors import DataError
+from posecore._plugins import get_host
 from posecore.data import (
     DatasetMeta,
     PipelineDataset,
@@ -45,8 +47,6 @@ from posecore.data._transforms import (
     RandomHalfBody,
     TopdownAffine,
 )
-from posecore._errors import DataError
-from posecore._plugins import get_host
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 COCO_JSON = SHARED / "coco" / "test_coco.json"
@@ -493,7 +493,8 @@ def test_crop_has_the_input_aspect_ratio(use_udp: bool, box: tuple[int, int, int
 
 def _train_pipeline(use_udp: bool = False) -> Any:
     codec = _codec("udp_heatmap" if use_udp else "msra_heatmap")
-    return build_pipeline(standard_topdown_pipeline(True), codec=codec, input_size=INPUT, use_udp=use_udp)
+    return build_pipeline(standard_topdown_pipeline(True), get_host().registries, codec=codec, input_size=INPUT,
+                          use_udp=use_udp)
 
 
 def _test_pipeline_with_targets(use_udp: bool) -> Any:
@@ -502,7 +503,7 @@ def _test_pipeline_with_targets(use_udp: bool) -> Any:
     assert names == ["get_bbox_center_scale", "topdown_affine", "pack_sample"]  # no augmentation, no target
     specs.insert(2, "generate_target")
     codec = _codec("udp_heatmap" if use_udp else "msra_heatmap")
-    return build_pipeline(specs, codec=codec, input_size=INPUT, use_udp=use_udp)
+    return build_pipeline(specs, get_host().registries, codec=codec, input_size=INPUT, use_udp=use_udp)
 
 
 @needs_data

@@ -6,10 +6,9 @@ available at once; models and data load when used.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from posecore._components import Component, Converter, Nested, Preset, PublishedResult
-from posecore.config import ComponentSpec, ExperimentConfig
 from posecore._errors import (
     CheckpointError,
     ConfigError,
@@ -18,30 +17,52 @@ from posecore._errors import (
     PosecoreError,
     UnknownComponentError,
 )
+from posecore.config import ComponentSpec, ExperimentConfig
 from posecore.hookspecs import PLUGIN_API_VERSION, hookimpl, hookspec
+
+if TYPE_CHECKING:
+    from posecore._api import Pose, PosePrediction, load_model, load_weights
+    from posecore._checkpoint import ConvertedStateDict, KeyReport, load_checkpoint
+    from posecore._plugins import load_plugins
+    from posecore._predict import BoxTable, Predictor, PredictRequest, prediction_rows
+    from posecore._visualize import draw_pose, save_image
 
 __all__ = [
     "PLUGIN_API_VERSION",
+    "BoxTable",
     "CheckpointError",
     "Component",
     "ComponentSpec",
     "ConfigError",
+    "ConvertedStateDict",
     "Converter",
     "DataError",
     "ExperimentConfig",
+    "KeyReport",
     "Nested",
     "PluginError",
     "Pose",
+    "PosePrediction",
     "PosecoreError",
+    "PredictRequest",
+    "Predictor",
     "Preset",
     "PublishedResult",
     "UnknownComponentError",
     "__version__",
     "build",
     "build_model",
+    "draw_pose",
+    "get_converter",
     "get_preset",
     "hookimpl",
     "hookspec",
+    "load_checkpoint",
+    "load_model",
+    "load_plugins",
+    "load_weights",
+    "prediction_rows",
+    "save_image",
 ]
 
 
@@ -53,8 +74,21 @@ def build(kind: str, spec: ComponentSpec | dict[str, Any] | str, **overrides: An
 
 
 def build_model(config: ExperimentConfig) -> Any:
-    """Build the :class:`~posecore.models.PoseModel` an experiment config describes."""
-    return build("models", config.model)
+    """Build the :class:`~posecore.models.PoseModel` an experiment config describes, with the
+    experiment's codec, exactly as training and evaluation build it."""
+    from posecore._plugins import get_host
+    from posecore.engine._builder import build_model as assemble
+
+    return assemble(config, get_host().registries)
+
+
+def get_converter(name: str) -> Any:
+    """The checkpoint converter registered as ``name``: a ``state_dict -> state_dict`` callable,
+    for a plugin's converter to build on a layout another converter already reads (a Hugging Face
+    file, say) instead of repeating its renaming. Loading itself goes through :func:`load_weights`."""
+    from posecore._plugins import get_host
+
+    return get_host().registries.converters.get(name).resolve()
 
 
 def get_preset(name: str) -> ExperimentConfig:
@@ -64,11 +98,33 @@ def get_preset(name: str) -> ExperimentConfig:
     return get_host().registries.presets.get(name).load()
 
 
-def __getattr__(name: str) -> Any:
-    if name == "Pose":  # imported on first use: ``import posecore`` stays free of torch
-        from posecore._api import Pose
+#: Names imported on first use, so that ``import posecore`` stays free of torch: name -> module.
+_LAZY = {
+    "Pose": "posecore._api",
+    "PosePrediction": "posecore._api",
+    "load_model": "posecore._api",
+    "ConvertedStateDict": "posecore._checkpoint",
+    "KeyReport": "posecore._checkpoint",
+    "load_checkpoint": "posecore._checkpoint",
+    "load_weights": "posecore._api",
+    "load_plugins": "posecore._plugins",
+    "BoxTable": "posecore._predict",
+    "PredictRequest": "posecore._predict",
+    "Predictor": "posecore._predict",
+    "prediction_rows": "posecore._predict",
+    "draw_pose": "posecore._visualize",
+    "save_image": "posecore._visualize",
+}
 
-        return Pose
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is not None:
+        import importlib
+
+        value = getattr(importlib.import_module(module), name)
+        globals()[name] = value
+        return value
     if name == "__version__":
         from importlib.metadata import PackageNotFoundError, version
 

@@ -11,7 +11,7 @@ made with the preset's test pipeline and predicted in batches of ``batch_size`` 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +19,11 @@ import attrs
 import numpy as np
 import torch
 
+from posecore._errors import ConfigError
 from posecore.config import ExperimentConfig, structure
 from posecore.data._metainfo import DatasetMeta
-from posecore._errors import ConfigError
 
-__all__ = ["Pose", "PosePrediction", "config_from_checkpoint", "load_model"]
+__all__ = ["Pose", "PosePrediction", "config_from_checkpoint", "load_model", "load_weights"]
 
 ImageLike = str | Path | np.ndarray
 
@@ -74,29 +74,70 @@ def load_model(
     plugin: str | None = None,
     config: ExperimentConfig | None = None,
     device: str | torch.device | None = None,
-) -> tuple[Any, ExperimentConfig, DatasetMeta]:
-    """The model of ``config`` / ``preset`` / the checkpoint's own config, with the checkpoint's
-    weights (converted from a foreign layout when needed), in eval mode on ``device``, its config
-    and the keypoint set it predicts (``None`` when neither the checkpoint nor the config tells)."""
-    from posecore._checkpoint import load_checkpoint
-    from posecore.engine._builder import build_model
+) -> tuple[Any, ExperimentConfig, DatasetMeta | None]:
+    """A model with a checkpoint's weights, in eval mode on ``device``; its config; the keypoint
+    set it predicts (``None`` when neither the checkpoint nor the config tells).
+
+    The config is ``config``, else ``preset``'s, else the one a posecore checkpoint carries, else
+    the one a converter that recognises a foreign checkpoint derives from its tensors (a converter
+    function's ``config_for(state_dict)``, as Pose Anything's tells its architecture by shapes;
+    only ``plugin``'s converters when ``plugin`` is named), else ``plugin``'s default preset.
+    ``checkpoint`` is anything :func:`posecore.load_weights` takes (posecore, original ViTPose,
+    mmpose, Hugging Face file or folder, a plugin's released layout); every tensor must fit.
+    """
+    from posecore._checkpoint import load_checkpoint, load_weights
     from posecore._plugins import get_host
+    from posecore.engine._builder import build_model
 
     host = get_host()
     loaded = load_checkpoint(checkpoint) if checkpoint is not None else None
     if config is None and preset is not None:
         config = host.registries.presets.get(preset).load()
     if config is None and loaded is not None:
-        config = config_from_checkpoint(loaded)
+        config = config_from_checkpoint(loaded) or _config_from_layout(loaded, host, plugin, str(checkpoint))
     if config is None:
         if plugin is None and checkpoint is not None:
             raise ConfigError(f"{checkpoint} carries no posecore config; say which model it is with preset=NAME")
         config = host.default_preset(plugin).load()
-    model = build_model(config)
+    model = build_model(config, host.registries)
     if loaded is not None:
-        _load_weights(model, loaded, str(checkpoint))
+        load_weights(model, loaded, strict=True, registries=host.registries, name=str(checkpoint))
     device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return model.to(device).eval(), config, keypoint_set(config, loaded)
+
+
+def _config_from_layout(checkpoint: Any, host: Any, plugin: str | None, source: str) -> ExperimentConfig | None:
+    """The config a recognising converter derives from a foreign checkpoint's tensors, if any."""
+    from posecore._checkpoint import extract_state_dict
+
+    state_dict = extract_state_dict(checkpoint, source=source)
+    converters = host.registries.converters
+    for name in converters.names(plugin):
+        function = converters.get(name).resolve()
+        matches, config_for = getattr(function, "matches", None), getattr(function, "config_for", None)
+        if callable(matches) and callable(config_for) and matches(state_dict):
+            return config_for(state_dict)
+    return None
+
+
+def load_weights(model: torch.nn.Module, source: Any, converter: Any = None, *, strict: bool = False,
+                 registries: Any = None, name: str | None = None, warn: bool = True) -> Any:
+    """Load ``source`` (a checkpoint file, a Hugging Face model folder, or a checkpoint already
+    read) into ``model``, whichever layout it was saved in, recognised by the loaded plugins'
+    converters; returns the :class:`~posecore.KeyReport`. The one loading path of posecore: see
+    :func:`posecore._checkpoint.load_weights` for the rules (``strict``, ``converter``, ``warn``).
+
+    Example::
+
+        model = posecore.build_model(posecore.get_preset("vitpose-b-coco-256x192"))
+        report = posecore.load_weights(model, "vitpose-b.pth")   # original ViTPose, mmpose 1.x or HF file
+        print(report.converter, report.format())
+    """
+    from posecore._checkpoint import load_weights as load_with
+    from posecore._plugins import get_host
+
+    return load_with(model, source, converter, strict=strict, name=name, warn=warn,
+                     registries=registries if registries is not None else get_host().registries)
 
 
 def keypoint_set(config: ExperimentConfig, checkpoint: Any = None) -> DatasetMeta | None:
@@ -115,25 +156,14 @@ def keypoint_set(config: ExperimentConfig, checkpoint: Any = None) -> DatasetMet
     return None
 
 
-def _load_weights(model: torch.nn.Module, checkpoint: Any, source: str) -> None:
-    from posecore._checkpoint import compare_state_dicts, extract_state_dict, fit_model_to
-    from posecore._errors import CheckpointError
-
-    state = extract_state_dict(checkpoint, source=source)
-    fit_model_to(model, state)
-    report = compare_state_dicts(model.state_dict(), state)
-    if not report.clean:
-        raise CheckpointError(f"{source} does not fit the model:\n{report.format()}")
-    model.load_state_dict(state)
-
-
 class Pose:
     """Top-down pose estimation for images and boxes, batched.
 
     Args:
-        checkpoint: weights (a posecore ``best.pth`` needs nothing else).
+        checkpoint: weights, anything :func:`load_model` takes (a posecore ``best.pth`` needs
+            nothing else).
         preset: the experiment whose model and test pipeline to use.
-        plugin: use this plugin's default preset.
+        plugin: use this plugin's default preset (and its converters to recognise the file).
         device: ``"cpu"``, ``"cuda"``, ... (default: CUDA when available).
         flip_test: average with the mirrored crop, as evaluation does.
         batch_size: crops per forward pass.
@@ -142,28 +172,45 @@ class Pose:
     def __init__(self, checkpoint: str | Path | None = None, *, preset: str | None = None, plugin: str | None = None,
                  config: ExperimentConfig | None = None, device: str | torch.device | None = None,
                  flip_test: bool = True, batch_size: int = 32) -> None:
+        from posecore._plugins import get_host
         from posecore.engine._builder import experiment_pipeline
 
         self.model, self.config, self.meta = load_model(checkpoint, preset=preset, plugin=plugin, config=config,
                                                         device=device)
-        if self.meta is None:
-            raise ConfigError(
-                f"cannot tell which keypoints config {self.config.name!r} predicts (for flip pairs and drawing): its "
-                "datasets name no built-in keypoint set or metainfo file; use a checkpoint written by posecore"
-            )
         self.device = next(self.model.parameters()).device
         self.flip_test = flip_test
         self.batch_size = batch_size
-        self.pipeline = experiment_pipeline(self.config, None, getattr(self.model, "codec", None), train=False)
+        self.pipeline = experiment_pipeline(self.config, get_host().registries, getattr(self.model, "codec", None),
+                                            train=False)
+
+    def crop(self, image: np.ndarray, box: Sequence[float], *, keypoint_set: DatasetMeta | None = None,
+             keypoints: np.ndarray | None = None, visibility: np.ndarray | None = None,
+             image_id: int = -1) -> dict[str, Any]:
+        """One box of an RGB image through the preset's test pipeline: the sample a model reads.
+        ``keypoints`` (K, 2) and ``visibility`` (K,) are given for a labelled crop (a few-shot
+        support, whose heatmaps the pipeline then draws); zeros otherwise."""
+        meta = self._keypoint_set(keypoint_set)
+        k = meta.num_keypoints
+        sample = {"image": image, "bbox": np.asarray(box, dtype=np.float32)[:4],
+                  "keypoints": np.zeros((k, 2), np.float32) if keypoints is None else np.asarray(keypoints, np.float32),
+                  "visibility": np.zeros(k, np.float32) if visibility is None else np.asarray(visibility, np.float32),
+                  "meta": meta, "image_id": image_id, "id": -1, "category_id": 0}
+        return self.pipeline(sample, np.random.default_rng(0))
 
     def __call__(self, images: ImageLike | Sequence[ImageLike],
                  boxes: Sequence[Sequence[Sequence[float]] | None] | None = None, *,
-                 return_heatmaps: bool = False) -> list[PosePrediction]:
-        """Keypoints for every box of every image (the whole image when its boxes are ``None``).
+                 return_heatmaps: bool = False, keypoint_set: DatasetMeta | None = None,
+                 batch_extras: Mapping[str, Any] | None = None) -> list[PosePrediction]:
+        """Keypoints for every box of every image (the whole image when its boxes are ``None``; no
+        instance when they are an empty list).
 
         Args:
             images: paths or (H, W, 3) RGB uint8 arrays.
             boxes: per image, a list of x1, y1, x2, y2 boxes, or ``None``.
+            keypoint_set: the keypoints to predict, for models told them per call (a few-shot
+                category); default: the model's own.
+            batch_extras: inputs the model reads beside the crops (a few-shot support set), the
+                same for every crop: ``batch[key] = [value] * crops``.
         """
         from posecore.data._images import read_image
 
@@ -180,35 +227,45 @@ class Pose:
                 image_boxes = [[0.0, 0.0, float(array.shape[1] - 1), float(array.shape[0] - 1)]]
             for box in image_boxes:
                 crops.append((index, np.asarray(box, dtype=np.float32)[:4]))
-        outputs = self._predict_crops(arrays, crops, return_heatmaps)
+        meta = self._keypoint_set(keypoint_set)
+        outputs = self._predict_crops(arrays, crops, meta, return_heatmaps, batch_extras or {})
         return [self._gather(outputs, crops, index, return_heatmaps) for index in range(len(arrays))]
 
-    def _predict_crops(self, arrays: list[np.ndarray], crops: list[tuple[int, np.ndarray]],
-                       return_heatmaps: bool) -> dict[str, np.ndarray]:
+    def _keypoint_set(self, keypoint_set: DatasetMeta | None) -> DatasetMeta:
+        meta = keypoint_set or self.meta
+        if meta is None:
+            raise ConfigError(
+                f"cannot tell which keypoints config {self.config.name!r} predicts (for flip pairs and drawing): its "
+                "datasets name no built-in keypoint set or metainfo file; use a checkpoint written by posecore"
+            )
+        return meta
+
+    def _predict_crops(self, arrays: list[np.ndarray], crops: list[tuple[int, np.ndarray]], meta: DatasetMeta,
+                       return_heatmaps: bool, extras: Mapping[str, Any]) -> dict[str, np.ndarray | None]:
         from posecore.data._sample import collate_samples
         from posecore.engine._evaluation import crop_to_image, move_to_device
 
-        k = self.meta.num_keypoints
-        parts: dict[str, list[np.ndarray]] = {"keypoints": [], "scores": [], "warps": [], "heatmaps": []}
-        rng = np.random.default_rng(0)
+        k = meta.num_keypoints
+        parts: dict[str, list[np.ndarray]] = {"keypoints": [np.zeros((0, k, 2), np.float32)],
+                                              "scores": [np.zeros((0, k), np.float32)],
+                                              "warps": [np.zeros((0, 2, 3), np.float32)], "heatmaps": []}
         for start in range(0, len(crops), self.batch_size):
-            samples = []
-            for image_index, box in crops[start:start + self.batch_size]:
-                sample = {"image": arrays[image_index], "bbox": box, "keypoints": np.zeros((k, 2), np.float32),
-                          "visibility": np.zeros(k, np.float32), "meta": self.meta, "image_id": image_index, "id": -1}
-                samples.append(self.pipeline(sample, rng))
+            samples = [self.crop(arrays[image_index], box, keypoint_set=meta, image_id=image_index)
+                       for image_index, box in crops[start:start + self.batch_size]]
             batch = move_to_device(collate_samples(samples), self.device)
+            batch.update({key: [value] * len(samples) for key, value in extras.items()})
             with torch.inference_mode():
                 prediction = self.model.predict(batch, flip_test=self.flip_test)
-            parts["keypoints"].append(crop_to_image(prediction.keypoints.float(), batch["warp"]).float().cpu().numpy())
-            parts["scores"].append(prediction.scores.float().cpu().numpy())
+            keypoints = crop_to_image(prediction.keypoints[:, :k].float(), batch["warp"])
+            parts["keypoints"].append(keypoints.float().cpu().numpy())
+            parts["scores"].append(prediction.scores[:, :k].float().cpu().numpy())
             parts["warps"].append(batch["warp"].cpu().numpy())
             if return_heatmaps and prediction.heatmaps is not None:
                 parts["heatmaps"].append(prediction.heatmaps.float().cpu().numpy())
-        return {key: np.concatenate(value) if value else None for key, value in parts.items()}  # type: ignore[misc]
+        return {key: np.concatenate(value) if value else None for key, value in parts.items()}
 
     @staticmethod
-    def _gather(outputs: dict[str, np.ndarray], crops: list[tuple[int, np.ndarray]], index: int,
+    def _gather(outputs: dict[str, np.ndarray | None], crops: list[tuple[int, np.ndarray]], index: int,
                 return_heatmaps: bool) -> PosePrediction:
         rows = [i for i, (image_index, _) in enumerate(crops) if image_index == index]
         heatmaps = outputs.get("heatmaps")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import pickle
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -45,6 +45,7 @@ __all__ = [
     "fit_model_to",
     "load_checkpoint",
     "load_weights",
+    "prepare_weights",
     "save_checkpoint",
 ]
 
@@ -120,14 +121,31 @@ def _allowed_globals(path: Path) -> list[tuple[Any, str]]:
     ]
 
 
+#: What a Hugging Face model folder holds its weights in, in the order they are looked for.
+HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
+                   "pytorch_model.bin.index.json")
+
+
 def load_checkpoint(path: str | os.PathLike[str]) -> Any:
     """Load a checkpoint onto the CPU without running code from it (see the module docstring);
-    errors say why and what to do."""
+    errors say why and what to do.
+
+    ``path`` is a file, or a Hugging Face model folder (``save_pretrained``'s output), whose
+    weights file (:data:`HF_WEIGHT_FILES`, sharded ones through their index) is read.
+    """
     path = Path(path)
+    if path.is_dir():
+        return _load_model_folder(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     if path.suffix == ".safetensors":
         return _load_safetensors(path)
+    if not _looks_like_torch_file(path):
+        raise CheckpointError(
+            f"{path} is not a readable PyTorch checkpoint (truncated, corrupt or another format): it is neither "
+            "the zip archive torch.save writes nor a pickle (an empty or cut-off download, or another file under a "
+            ".pth name?)"
+        )
     try:
         with torch.serialization.safe_globals(_allowed_globals(path)):
             return torch.load(path, map_location="cpu", weights_only=True)
@@ -138,20 +156,52 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Any:
             "alone (torch.save(checkpoint['state_dict'], ...)) or as .safetensors where it was made."
         ) from None
     except pickle.UnpicklingError as exc:
-        if "weights only load failed" in str(exc).lower():
-            lines = str(exc).strip().splitlines()
-            culprit = next((line.strip() for line in lines if "global" in line.lower()), lines[0])
+        lines = str(exc).strip().splitlines()
+        culprit = next((line.strip() for line in lines if "unsupported global" in line.lower()), None)
+        if culprit is not None:
             raise CheckpointError(
                 f"{path} holds objects that would need code to run to load ({culprit}). "
                 "posecore loads weights only; if the file comes from a framework you trust, "
                 "re-save its state_dict alone, or convert it with 'posecore convert'."
             ) from exc
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {exc}") from exc
+        # torch's own text here suggests weights_only=False: never passed on, posecore stays safe
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (corrupt, or not written by torch.save)") \
+            from exc
     except Exception as exc:  # torch raises many types for junk (KeyError, RuntimeError, EOFError)
         raise CheckpointError(
             f"{path} is not a readable PyTorch checkpoint (truncated, corrupt or another format): "
             f"{type(exc).__name__}: {exc}"
         ) from exc
+
+
+def _looks_like_torch_file(path: Path) -> bool:
+    """``torch.save`` writes a zip archive (since torch 1.6) or, before, a pickle (protocol 2+:
+    first byte ``0x80``)."""
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
+
+
+def _load_model_folder(folder: Path) -> dict[str, torch.Tensor]:
+    """The weights of a Hugging Face model folder: its single file, or every shard its index names."""
+    name = next((name for name in HF_WEIGHT_FILES if (folder / name).is_file()), None)
+    if name is None:
+        raise CheckpointError(
+            f"{folder} is a folder but holds no weights file a Hugging Face model folder has "
+            f"({', '.join(HF_WEIGHT_FILES)}); give the checkpoint file itself"
+        )
+    if not name.endswith(".index.json"):
+        return extract_state_dict(load_checkpoint(folder / name), source=str(folder / name))
+    from posecore._fileio import read_json
+
+    index = read_json(folder / name, "weights index", CheckpointError)
+    shards = sorted(set(index.get("weight_map", {}).values())) if isinstance(index, dict) else []
+    if not shards:
+        raise CheckpointError(f"{folder / name}: no 'weight_map' naming the shard files")
+    tensors: dict[str, torch.Tensor] = {}
+    for shard in shards:
+        tensors.update(extract_state_dict(load_checkpoint(folder / shard), source=str(folder / shard)))
+    return tensors
 
 
 def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
@@ -276,18 +326,20 @@ def convert_state_dict(
     registered converter whose function has a ``matches(state_dict) -> bool`` method (recognition
     by key prefixes) and says yes is a candidate. Given ``expected`` (a model's ``state_dict()``),
     the candidate that fits it best wins, the file as it is (name ``None``) included; without it,
-    exactly one candidate must match.
+    exactly one candidate must match. ``registries`` holds the converters (the caller's: this
+    layer never reaches for the process's plugins); ``None`` means none are registered.
     """
     if registries is None:
-        from posecore._plugins import get_host
-
-        registries = get_host().registries
-    converters = registries.converters
-    if converter is not None:
-        return converter, _as_converted(converters.get(converter).resolve()(dict(state_dict)), converter)
+        if converter is not None:
+            raise CheckpointError(f"converter {converter!r} named, but no registries to find it in were given")
+        declarations: list[Any] = []
+    else:
+        declarations = list(registries.converters)
+        if converter is not None:
+            return converter, _as_converted(registries.converters.get(converter).resolve()(dict(state_dict)), converter)
 
     candidates: list[tuple[str | None, ConvertedStateDict]] = [(None, ConvertedStateDict(state_dict))] if expected else []
-    for declaration in converters:
+    for declaration in declarations:
         function = declaration.resolve()
         matches = getattr(function, "matches", None)
         if callable(matches) and matches(state_dict):
@@ -300,7 +352,7 @@ def convert_state_dict(
     if not candidates:
         raise CheckpointError(
             f"{source}: no registered converter recognises its keys ({first}, ...); name one with --converter "
-            f"(available: {', '.join(converters.names()) or 'none'})"
+            f"(available: {', '.join(d.name for d in declarations) or 'none'})"
         )
     raise CheckpointError(
         f"{source}: several converters recognise its keys ({', '.join(str(name) for name, _ in candidates)}); "
@@ -330,43 +382,86 @@ def fit_model_to(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> bo
     return True
 
 
+#: A weights source: a checkpoint file, a Hugging Face model folder, or a checkpoint already read
+#: with :func:`load_checkpoint` (any container :func:`extract_state_dict` knows).
+WeightsSource = str | os.PathLike[str] | Mapping[str, Any]
+#: A converter: a registered converter's name, or a ``state_dict -> state_dict`` function.
+ConverterChoice = str | Callable[[dict[str, torch.Tensor]], Mapping[str, torch.Tensor]] | None
+
+
+def prepare_weights(
+    model: nn.Module | None,
+    source: WeightsSource,
+    converter: ConverterChoice = None,
+    *,
+    registries: Registries | None = None,
+    name: str | None = None,
+) -> tuple[str | None, ConvertedStateDict, KeyReport | None]:
+    """Read ``source``, recognise its layout and bring it into posecore's names, fitting ``model``
+    (when given) to what the file decides; returns the converter used (``None``: the file was
+    posecore's already), the tensors and, with a model, how they fit it.
+
+    This is the whole of loading short of copying tensors: :func:`load_weights` loads what it
+    returns, ``posecore convert`` writes it to a file.
+    """
+    label = name or _source_label(source)
+    checkpoint = source if isinstance(source, Mapping) else load_checkpoint(source)
+    state_dict = extract_state_dict(checkpoint, source=label)
+    expected = model.state_dict() if model is not None else None
+    if callable(converter):
+        converter_name: str | None = getattr(converter, "__name__", "converter")
+        converted = _as_converted(converter(dict(state_dict)), str(converter_name))
+    else:
+        converter_name, converted = convert_state_dict(state_dict, converter=converter, expected=expected,
+                                                       registries=registries, source=label)
+    if model is None:
+        return converter_name, converted, None
+    if fit_model_to(model, converted):
+        expected = model.state_dict()
+    return converter_name, converted, compare_state_dicts(expected, converted, converter=converter_name)
+
+
 def load_weights(
     model: nn.Module,
-    path: str | os.PathLike[str],
-    converter: str | None = None,
+    source: WeightsSource,
+    converter: ConverterChoice = None,
     *,
     strict: bool = False,
     registries: Registries | None = None,
+    name: str | None = None,
+    warn: bool = True,
 ) -> KeyReport:
-    """Load the weights in ``path`` into ``model``, whichever known layout they were saved in.
+    """Load ``source`` into ``model``, whichever known layout it was saved in: the one loading path
+    of posecore (``Pose``, ``eval``, ``predict``, ``export``, ``train.init_weights``, resume, and the
+    plugins all come here; :func:`posecore.load_weights` is this with the loaded plugins' converters).
 
-    The file is read safely (:func:`load_checkpoint`), its layout recognised and converted
-    (:func:`convert_state_dict`; ``converter`` forces one), and every tensor whose name and shape
-    fit is loaded. The returned :class:`KeyReport` lists the rest; when it is not clean it is
-    also issued as a warning, and with ``strict`` it is an error and nothing is loaded. A file
-    of which no tensor fits is always an error.
-
-    Example::
-
-        model = posecore.build_model(posecore.get_preset("vitpose-b-coco-256x192"))
-        report = load_weights(model, "vitpose-b.pth")   # original ViTPose, mmpose 1.x or HF file
-        print(report.converter, report.format())
+    ``source`` is a file (posecore, original ViTPose / mmpose 0.x, mmpose 1.x, Hugging Face
+    ``.safetensors``/``.bin``, a plugin's released layout), a Hugging Face model folder, or a
+    checkpoint already read. Its layout is recognised and converted (:func:`convert_state_dict`;
+    ``converter`` forces a registered one by name, or is a conversion function), the model fits
+    itself to the sizes the file decides, and every tensor whose name and shape fit is loaded. The
+    returned :class:`KeyReport` lists the rest: with ``strict`` any mismatch is an error and
+    nothing is loaded; otherwise a report that is not clean is also issued as a warning (unless
+    ``warn`` is off, for callers that log it themselves). A source of which no tensor fits is always
+    an error. ``name`` labels the source in messages (default: its path). ``registries`` holds the
+    converters that recognise layouts (``None``: the file as it is, or ``converter`` as a function).
     """
-    state_dict = extract_state_dict(load_checkpoint(path), source=str(path))
+    label = name or _source_label(source)
+    _, converted, report = prepare_weights(model, source, converter, registries=registries, name=label)
+    assert report is not None  # a model was given
     expected = model.state_dict()
-    name, converted = convert_state_dict(state_dict, converter=converter, expected=expected,
-                                         registries=registries, source=str(path))
-    if fit_model_to(model, converted):
-        expected = model.state_dict()
-    report = compare_state_dicts(expected, converted, converter=name)
     fitting = {k: v for k, v in converted.items() if k in expected and tuple(v.shape) == tuple(expected[k].shape)}
-    what = f"{type(model).__name__}" + (f" (after converter {name!r})" if name else "")
+    what = f"{type(model).__name__}" + (f" (after converter {report.converter!r})" if report.converter else "")
     if not fitting:
-        raise CheckpointError(f"{path}: none of its {len(converted)} tensors fits {what}:\n{report.format()}")
+        raise CheckpointError(f"{label}: none of its {len(converted)} tensors fits {what}:\n{report.format()}")
     if strict and not report.clean:
-        raise CheckpointError(f"{path} does not fit {what} exactly (strict); nothing loaded:\n{report.format()}")
-    if not report.clean:
-        warnings.warn(f"{path}: loaded {len(fitting)} of {len(expected)} tensors of {what}:\n{report.format()}",
+        raise CheckpointError(f"{label} does not fit {what} exactly (strict); nothing loaded:\n{report.format()}")
+    if warn and not report.clean:
+        warnings.warn(f"{label}: loaded {len(fitting)} of {len(expected)} tensors of {what}:\n{report.format()}",
                       stacklevel=2)
     model.load_state_dict(fitting, strict=False)
     return report
+
+
+def _source_label(source: WeightsSource) -> str:
+    return "checkpoint" if isinstance(source, Mapping) else str(source)

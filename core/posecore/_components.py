@@ -125,11 +125,11 @@ class Preset:
         published: the figures this preset should reach, as published.
         default: whether ``posecore run --plugin NAME`` uses this preset when none is given.
         predictor: for methods whose prediction is more than "images in, keypoints out" (a
-            support set, a text prompt): a callable or ``"module:attribute"`` that takes over
-            ``posecore predict`` for this preset. It is called with the command's parsed
-            ``argparse.Namespace`` (with the options the plugin added through
-            ``posecore_cli_arguments``) and returns the exit status. ``None``: the generic
-            top-down prediction.
+            support set, a text prompt): a :class:`~posecore.Predictor`, a callable or
+            ``"module:attribute"`` that takes over ``posecore predict`` for this preset. It is
+            called with a :class:`~posecore.PredictRequest` (the options the plugin added through
+            ``posecore_cli_arguments`` are in its ``options``) and returns the exit status.
+            ``None``: the generic top-down prediction.
     """
 
     name: str = attrs.field(validator=_check_name)

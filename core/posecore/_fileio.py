@@ -3,21 +3,32 @@
 ``atomic_write``: a temporary file beside the target, then a rename. A crash or an exception mid-write never leaves a half-written config or checkpoint; readers see
 the old file or the new one. The new file gets the permissions a plain ``open(path, "w")``
 would give (mkstemp's are owner-only), or those of the file it replaces.
+
+``parsing_each_file_once``: a block within which every reader of the same JSON file gets one
+parsed document (the engine builds a dataset and the metric that scores it in one such block, so
+the annotation file they share is parsed once).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import os
 import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from posecore._errors import DataError, PosecoreError
 
-__all__ = ["atomic_write", "read_json"]
+__all__ = ["atomic_write", "parsing_each_file_once", "read_json"]
+
+#: The documents parsed in the current ``parsing_each_file_once`` block, by file identity; None
+#: outside one. A context variable, so concurrent threads or tasks each have their own block.
+_PARSED: contextvars.ContextVar[dict[tuple[str, int, int], Any] | None] = contextvars.ContextVar(
+    "posecore_parsed_json", default=None)
 
 
 def _default_mode(path: Path) -> int:
@@ -44,15 +55,46 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> 
     return path
 
 
+@contextlib.contextmanager
+def parsing_each_file_once() -> Iterator[None]:
+    """Within the block, :func:`read_json` parses each file once: a later read of the same,
+    unchanged file returns the very object the first read did. Callers must not modify what they
+    read. Blocks nest; the outermost one decides how long documents are kept.
+    """
+    if _PARSED.get() is not None:
+        yield
+        return
+    token = _PARSED.set({})
+    try:
+        yield
+    finally:
+        _PARSED.reset(token)
+
+
 def read_json(path: str | os.PathLike[str], what: str, error: type[PosecoreError] = DataError) -> Any:
     """Parse a JSON file; a missing, empty or malformed file raises ``error`` naming it.
 
     ``what`` names the file for people, e.g. ``"annotation file"`` or ``"camera file (camera_file)"``.
 
     Every reader of user files (annotations, detections, predictions, cameras) goes through here,
-    so they all fail the same way: one line with the path and what to do.
+    so they all fail the same way: one line with the path and what to do. Inside a
+    :func:`parsing_each_file_once` block a file already parsed is not parsed again.
     """
     path = Path(path)
+    parsed = _PARSED.get()
+    if parsed is None:
+        return _parse_json(path, what, error)
+    try:
+        status = path.stat()
+    except OSError:  # missing or unreadable: let the parse report it
+        return _parse_json(path, what, error)
+    key = (os.path.realpath(path), status.st_mtime_ns, status.st_size)
+    if key not in parsed:
+        parsed[key] = _parse_json(path, what, error)
+    return parsed[key]
+
+
+def _parse_json(path: Path, what: str, error: type[PosecoreError]) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

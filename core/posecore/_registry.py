@@ -5,6 +5,12 @@ checks a :class:`~posecore.config.ComponentSpec` against it (unknown argument ->
 missing argument, wrong type), structures each value to the annotated type with cattrs (so
 ``"12"`` from the command line becomes ``12``), builds nested components marked with
 :class:`~posecore.Nested`, and calls the factory.
+
+Some arguments belong to the whole run rather than to one spec (the experiment's codec, a
+dataset's position in the list). The caller passes them as *context*: a value goes to every
+factory that takes an argument of that name and whose spec leaves it unset. ``build(spec,
+context=...)`` and ``validate(spec, provided=...)`` apply that one rule, so a config that
+validates with the names of a context builds with its values.
 """
 
 from __future__ import annotations
@@ -12,29 +18,24 @@ from __future__ import annotations
 import inspect
 import types
 import typing
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import cattrs
 
 from posecore._components import Component, Converter, Nested, Preset
+from posecore._errors import ConfigError, PluginError, UnknownComponentError, did_you_mean
 from posecore.config._converter import config_converter
 from posecore.config._spec import ComponentSpec
-from posecore._errors import ConfigError, PluginError, UnknownComponentError, did_you_mean
 
 __all__ = [
     "COMPONENT_KINDS",
-    "DATASET_ENGINE_KEYS",
     "ComponentRegistry",
     "OFFICIAL_PLUGINS",
-    "METRIC_CONTEXT",
-    "MODEL_CONTEXT",
-    "PIPELINE_CONTEXT",
     "Registries",
     "Registry",
     "singular",
-    "validate_config",
 ]
 
 #: Component kinds, in the order ``posecore plugins`` lists them; each has a hook ``posecore_<kind>``.
@@ -123,22 +124,32 @@ class ComponentRegistry(Registry[Component]):
         super().__init__(kind, Component)
         self._owner = owner
 
-    def build(self, spec: ComponentSpec | Mapping[str, Any] | str, **overrides: Any) -> Any:
-        """Build the component a spec describes (``overrides`` replace spec arguments)."""
-        spec = ComponentSpec.parse(spec)
-        factory = self.get(spec.type).resolve()
-        kwargs = self._bind(spec.type, factory, {**spec.args, **overrides}, build_nested=True)
-        return factory(**kwargs)
+    def build(self, spec: ComponentSpec | Mapping[str, Any] | str, context: Mapping[str, Any] | None = None,
+              **overrides: Any) -> Any:
+        """Build the component a spec describes.
 
-    def validate(self, spec: ComponentSpec | Mapping[str, Any] | str, provided: Sequence[str] = ()) -> None:
-        """Check a spec (and its nested specs) against the factories without building anything.
-
-        ``provided`` names arguments the caller will pass at build time (a pipeline's codec), so
-        a spec need not set them.
+        ``context`` holds values the caller supplies by name (``{"codec": codec}``): each goes
+        to the factory if it takes that argument and the spec leaves it unset, as it is (context
+        values are the caller's objects, not config text to convert). ``overrides`` replace spec
+        arguments outright.
         """
         spec = ComponentSpec.parse(spec)
         factory = self.get(spec.type).resolve()
-        self._bind(spec.type, factory, dict(spec.args), build_nested=False, provided=provided)
+        args = {**spec.args, **overrides}
+        from_context = {name: context[name] for name in _taken_from_context(factory, args, context or {})}
+        kwargs = self._bind(spec.type, factory, args, build_nested=True, provided=from_context)
+        return factory(**kwargs, **from_context)
+
+    def validate(self, spec: ComponentSpec | Mapping[str, Any] | str, provided: Collection[str] = ()) -> None:
+        """Check a spec (and its nested specs) against the factories without building anything.
+
+        ``provided`` names the context the caller will build with (the keys of ``build``'s
+        ``context``): an argument it supplies is not missing from the spec.
+        """
+        spec = ComponentSpec.parse(spec)
+        factory = self.get(spec.type).resolve()
+        args = dict(spec.args)
+        self._bind(spec.type, factory, args, build_nested=False, provided=_taken_from_context(factory, args, provided))
 
     def build_example(self, name: str, workdir: Path) -> Any:
         """Build ``name`` from its declared small example (for contract checks).
@@ -151,7 +162,7 @@ class ComponentRegistry(Registry[Component]):
         return self.build(ComponentSpec(name, example))
 
     def _bind(self, name: str, factory: Callable[..., Any], args: dict[str, Any], *, build_nested: bool,
-              provided: Sequence[str] = ()) -> dict[str, Any]:
+              provided: Collection[str] = ()) -> dict[str, Any]:
         where = f"{singular(self.kind)} {name!r}"
         signature = inspect.signature(factory)
         params = signature.parameters
@@ -237,6 +248,17 @@ class Registries:
         return {kind: names for kind, names in found.items() if names}
 
 
+def _taken_from_context(factory: Callable[..., Any], args: Mapping[str, Any], names: Collection[str]) -> list[str]:
+    """The context names ``factory`` receives: those it has a parameter for and ``args`` leave unset.
+
+    The one rule behind ``build(context=...)`` and ``validate(provided=...)``; a factory's
+    ``**kwargs`` takes no context (only a named parameter asks for a value by name).
+    """
+    params = inspect.signature(factory).parameters
+    named = {n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return [name for name in names if name in named and name not in args]
+
+
 def _type_hints(factory: Callable[..., Any]) -> dict[str, Any]:
     target = factory.__init__ if inspect.isclass(factory) else factory
     try:
@@ -263,62 +285,3 @@ def _first_line(exc: BaseException) -> str:
         messages = cattrs.transform_error(exc)
         return messages[0] if messages else str(exc)
     return str(exc).splitlines()[0]
-
-
-#: Arguments the engine gives to every transform that takes them (see posecore.data._pipeline).
-PIPELINE_CONTEXT = ("codec", "input_size", "use_udp")
-#: Arguments the engine gives to a model whose factory takes them: the experiment's codec, so
-#: that the model decodes exactly as the pipeline encoded.
-MODEL_CONTEXT = ("codec",)
-#: Arguments the engine gives a metric whose spec leaves them unset: the annotation file of the
-#: dataset being evaluated, so a preset need not repeat its val file's path.
-METRIC_CONTEXT = ("ann_file",)
-#: Keys of a dataset spec that the engine reads and the dataset's factory never sees: the dataset's
-#: own ``codec`` (training sets only) and ``pipeline`` (see posecore.engine._builder.split_dataset_spec).
-DATASET_ENGINE_KEYS = ("codec", "pipeline")
-
-
-def _dataset_sections(split: str, specs: Sequence[Any]) -> list[tuple[str, str, Any]]:
-    """A dataset spec's sections: the dataset without its engine keys, then its codec and transforms."""
-    sections: list[tuple[str, str, Any]] = []
-    for i, raw in enumerate(specs):
-        spec = ComponentSpec.parse(raw)
-        where = f"data.{split}[{i}]"
-        sections.append((where, "datasets", ComponentSpec(spec.type, {k: v for k, v in spec.args.items()
-                                                                      if k not in DATASET_ENGINE_KEYS})))
-        if spec.args.get("codec") is not None:
-            if split != "train":
-                raise ConfigError(f"{where}: an evaluation dataset cannot set its own codec (the model decodes with "
-                                  "the experiment's 'codec'); remove it")
-            sections.append((f"{where}.codec", "codecs", spec.args["codec"]))
-        pipeline = spec.args.get("pipeline")
-        if pipeline is not None:
-            if not isinstance(pipeline, (list, tuple)):
-                raise ConfigError(f"{where}.pipeline must be a list of transforms; got {type(pipeline).__name__}")
-            sections += [(f"{where}.pipeline[{j}]", "transforms", item) for j, item in enumerate(pipeline)]
-    return sections
-
-
-def validate_config(config: Any, registries: Registries) -> None:
-    """Check every component spec of an ExperimentConfig against the loaded factories.
-
-    Raises :class:`ConfigError` naming the section (``model``, ``data.train[1]``, ...).
-    """
-    sections: list[tuple[str, str, Any]] = [("model", "models", config.model)]
-    if config.codec is not None:
-        sections.append(("codec", "codecs", config.codec))
-    for split in ("train", "val", "test"):
-        try:
-            sections += _dataset_sections(split, getattr(config.data, split))
-        except ConfigError as exc:
-            raise ConfigError(f"config {config.name!r}, {exc}") from None
-    sections += [(f"eval.metrics[{i}]", "metrics", s) for i, s in enumerate(config.eval.metrics)]
-    for split in ("train_pipeline", "test_pipeline"):
-        sections += [(f"data.{split}[{i}]", "transforms", s) for i, s in enumerate(getattr(config.data, split))]
-    for where, kind, spec in sections:
-        try:
-            provided = {"transforms": PIPELINE_CONTEXT, "models": MODEL_CONTEXT, "metrics": METRIC_CONTEXT}.get(kind, ())
-            registries[kind].validate(spec, provided=provided)
-        except (ConfigError, UnknownComponentError) as exc:
-            needs = f" (this config uses plugins: {', '.join(config.plugins)})" if config.plugins else ""
-            raise ConfigError(f"config {config.name!r}, {where}: {exc}{needs}") from None

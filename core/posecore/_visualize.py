@@ -13,8 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from posecore.data._metainfo import DatasetMeta
 from posecore._fileio import atomic_write
+from posecore.data._metainfo import DatasetMeta
 
 __all__ = ["contact_sheet", "draw_pose", "heatmap_overlay", "save_image"]
 

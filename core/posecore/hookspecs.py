@@ -29,6 +29,21 @@ Rules every hook follows
   it is reported by ``posecore plugins`` with the error and every component it had declared is
   withdrawn, while the other plugins keep working (``--strict-plugins`` makes it fatal).
 * Component names are global per kind. Two plugins declaring the same name is an error naming both.
+* Where the engine has a value a factory needs, it passes it by parameter name when the spec
+  leaves that parameter unset: ``codec`` (the experiment's codec) to models and transforms,
+  ``input_size`` and ``use_udp`` to transforms, ``dataset_index`` to datasets and ``ann_file``
+  (the evaluated dataset's annotation file) to metrics. A spec that sets the argument wins.
+
+Contract checks
+---------------
+:func:`posecore.testing.contract_cases` checks every registered backbone, head, codec, dataset,
+metric, model and preset with its ``Component.example``; run them in the plugin's tests. Training
+checks require a gradient on every trainable parameter. A parameter that is not trained is frozen
+(``requires_grad_(False)``, or a buffer) and never checked. A trainable parameter that a training
+step may leave without a gradient by design (a mixture-of-experts expert reached only by its own
+dataset's samples) is declared on its module: ``parameters_without_gradient = ("experts.*",)``,
+``fnmatch`` patterns of parameter names relative to that module. Any other parameter without a
+gradient is unused, and fails the check.
 
 API versions
 ------------
@@ -46,6 +61,24 @@ import pluggy
 if TYPE_CHECKING:
     from posecore._components import Component, Converter, Preset
 
+__all__ = [
+    "MIN_PLUGIN_API_VERSION",
+    "PLUGIN_API_VERSION",
+    "hookimpl",
+    "hookspec",
+    "posecore_backbones",
+    "posecore_cli_arguments",
+    "posecore_codecs",
+    "posecore_converters",
+    "posecore_datasets",
+    "posecore_heads",
+    "posecore_losses",
+    "posecore_metrics",
+    "posecore_models",
+    "posecore_presets",
+    "posecore_transforms",
+]
+
 PROJECT_NAME = "posecore"
 
 #: The plugin-API version this core implements. Bumped when hooks are added.
@@ -61,12 +94,15 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 def posecore_backbones() -> Sequence[Component]:
     """Declare feature extractors.
 
-    Called once per plugin at load time. Each factory builds an ``nn.Module`` whose
-    ``forward(images: (B, 3, H, W)) -> Tensor (B, C, h, w)`` (or a list of such maps, finest
-    last) and which has an ``out_channels`` attribute. ``Component.example`` must build a
-    small instance: the contract checks run it forward and backward on a ``(2, 3, 64, 64)`` input
-    (or ``example["input_size"]`` when the component needs another size; that key is not passed
-    to the factory).
+    Called once per plugin at load time. Each factory builds an ``nn.Module`` with an ``int``
+    ``out_channels`` attribute whose ``forward(images)`` maps float images ``(B, 3, H, W)`` (the
+    model normalises them) to a feature map ``(B, out_channels, h, w)``, or to a list of maps of
+    which the last has ``out_channels`` channels. A backbone that routes samples by dataset
+    (ViTPose++ experts) also takes ``dataset_index`` ``(B,)`` int64 as a keyword.
+    ``Component.example`` must build a small instance: the contract checks run it forward and
+    backward on a ``(2, 3, 64, 64)`` input, or ``(2, 3, height, width)`` for
+    ``example["input_size"] = (width, height)`` when the component needs another size (that key
+    is not passed to the factory), and every trainable parameter must receive a gradient.
 
     Since API 1.
     """
@@ -77,9 +113,12 @@ def posecore_heads() -> Sequence[Component]:
     """Declare prediction heads.
 
     A head is an ``nn.Module`` with ``in_channels`` and ``num_keypoints`` attributes,
-    ``forward(features) -> outputs`` and ``decode(outputs) -> (keypoints (B, K, 2), scores (B, K))``
-    where K equals ``num_keypoints`` and keypoints are in input-image pixels. Multi-dataset
-    methods (PoseBH) declare one head per dataset through the same hook.
+    ``forward(features (B, in_channels, h, w)) -> outputs`` (heatmaps ``(B, K, h', w')`` for
+    heatmap heads) and ``decode(outputs) -> (keypoints (B, K, 2), scores (B, K))`` where K equals
+    ``num_keypoints`` and keypoints are in input-crop pixels (the network input's frame, as codecs
+    decode). Multi-dataset methods (PoseBH) declare one head per dataset through the same hook.
+    The contract checks run the example forward and backward on ``(2, in_channels, 8, 6)``
+    features (every trainable parameter must receive a gradient) and decode K keypoints.
 
     Since API 1.
     """
@@ -87,7 +126,9 @@ def posecore_heads() -> Sequence[Component]:
 
 @hookspec
 def posecore_losses() -> Sequence[Component]:
-    """Declare losses: ``nn.Module`` s whose ``forward(...)`` returns a scalar tensor.
+    """Declare losses: ``nn.Module`` s whose ``forward(...)`` returns a scalar tensor. Models build
+    them as nested components and call them with the arguments each documents (the core's
+    ``keypoint_mse``: ``forward(heatmaps (B, K, h, w), targets (B, K, h, w), keypoint_weights (B, K) | None)``).
 
     Since API 1.
     """
@@ -95,9 +136,16 @@ def posecore_losses() -> Sequence[Component]:
 
 @hookspec
 def posecore_codecs() -> Sequence[Component]:
-    """Declare codecs: objects with ``encode(keypoints, visibility) -> targets`` and
-    ``decode(outputs) -> (keypoints, scores)``, configured once per preset and shared by the data
-    pipeline and the head.
+    """Declare codecs (:class:`posecore.codecs.Codec`): objects with an ``input_size``
+    ``(width, height)``, ``encode(keypoints (..., K, 2), visibility (..., K))`` returning float32
+    arrays ``keypoint_weights`` ``(..., K)`` and one training target (``heatmaps`` ``(..., K, h, w)``
+    or ``keypoint_labels`` ``(..., K, 2)``), which the ``generate_target`` transform adds to the
+    sample under those names; ``decode(outputs) -> (keypoints (B, K, 2) float32, scores (B, K))``;
+    and ``flip_back(outputs, flip_indices) -> outputs`` for the flip test. Keypoints are in
+    input-crop pixels. A codec is configured once per experiment (config key ``codec``) and shared
+    by the data pipeline and the model. The contract checks encode a batch and decode its target
+    back: heatmaps within half a heatmap stride per axis (keypoints whose Gaussian lies whole
+    inside the map), coordinates within 1e-3 px.
 
     Since API 1.
     """
@@ -105,9 +153,12 @@ def posecore_codecs() -> Sequence[Component]:
 
 @hookspec
 def posecore_transforms() -> Sequence[Component]:
-    """Declare data transforms: callables ``(sample) -> sample`` over the documented
-    :class:`posecore.data.Sample` mapping. Plugin-specific fields (text prompts, support sets)
-    travel as extra keys of the sample.
+    """Declare data transforms: callables ``(sample, rng) -> sample`` over the documented
+    :class:`posecore.data.Sample` mapping, where ``rng`` is a ``numpy.random.Generator`` seeded
+    from ``(seed, epoch, index)`` (draw every random number from it, so that augmentation does not
+    depend on workers and a resumed run sees the same samples). A transform may add keys; keys the
+    core does not read (text prompts) are declared in :class:`~posecore.data.Sample` as
+    ``NotRequired`` plugin keys.
 
     Since API 1.
     """
@@ -117,11 +168,15 @@ def posecore_transforms() -> Sequence[Component]:
 def posecore_datasets() -> Sequence[Component]:
     """Declare dataset readers.
 
-    A dataset is a ``torch.utils.data.Dataset`` of :class:`posecore.data.Sample` mappings with a
-    ``meta`` attribute (:class:`posecore.data.DatasetMeta`). Episodic datasets (few-shot
-    support/query) yield samples whose extra ``support`` key holds the support samples.
-    ``Component.example`` is then a callable that writes a tiny dataset into the directory it is
-    given and returns the factory's keyword arguments.
+    A dataset is a ``torch.utils.data.Dataset`` of :class:`posecore.data.Sample` mappings (every
+    required key, with its image) with a ``meta`` attribute (:class:`posecore.data.DatasetMeta`).
+    Optional: ``annotation(index)``, the sample without its image, so that the pipeline reads the
+    image once; ``set_epoch(epoch)``, called on training sets every epoch (episodes drawn anew);
+    ``ann_file``, handed to the metrics of an evaluation set; ``has_ground_truth = False`` for a
+    split that is predicted, not scored. Episodic datasets (few-shot support/query) yield samples
+    whose ``support`` key holds the support samples. ``Component.example`` is then a callable that
+    writes a tiny dataset into the directory it is given and returns the factory's keyword
+    arguments; the contract checks build it and check its first and last samples.
 
     Since API 1.
     """
@@ -129,8 +184,18 @@ def posecore_datasets() -> Sequence[Component]:
 
 @hookspec
 def posecore_metrics() -> Sequence[Component]:
-    """Declare metrics with ``reset()``, ``update(predictions, batch)`` and ``compute() -> dict``.
-    ``compute`` must be correct after results were gathered across processes.
+    """Declare metrics (:class:`posecore.metrics.Metric`): ``reset()``, ``update(results)`` and
+    ``compute() -> dict[str, float]``. ``results`` is a sequence of
+    :class:`posecore.metrics.InstanceResult` dicts, one per predicted instance, in image pixels:
+    the keypoints and their scores, the box and its score, and the ground truth the sample
+    carried (``gt_keypoints``, ``gt_visibility``, ``gt_bbox``, ``head_size``, ``episode``). After
+    predicting an evaluation set, the engine gathers every process's results and calls ``reset``,
+    ``update`` with all of them in dataset order, then ``compute``; ``posecore eval`` and tests may
+    call ``update`` several times. The table's keys are in display order, its values plain floats.
+    ``compute`` must give the same table whatever order the results arrive in and with the
+    duplicates a distributed sampler's padding adds (drop them by
+    :func:`posecore.metrics.instance_key`, as :class:`posecore.metrics.ResultBuffer` does); the
+    contract checks feed the example's results shuffled and padded as 2 and 3 processes pad them.
 
     Since API 1.
     """
@@ -138,10 +203,15 @@ def posecore_metrics() -> Sequence[Component]:
 
 @hookspec
 def posecore_models() -> Sequence[Component]:
-    """Declare assembled models: subclasses of :class:`posecore.models.PoseModel`, which know
-    how to compute their losses (``loss(batch) -> dict[str, Tensor]``) and predict
-    (``predict(batch) -> PoseResult``). Factories receive nested components (backbone, heads,
-    losses) already built when their parameters are annotated with :class:`posecore.Nested`.
+    """Declare assembled models: subclasses of :class:`posecore.models.PoseModel`, which compute
+    their losses (``loss(batch) -> dict[str, Tensor]``, the trainer back-propagates their sum),
+    predict (``predict(batch, *, flip_test=False) -> PoseResult``, keypoints in input-crop pixels:
+    the engine maps them to the image through each sample's ``warp``) and make an
+    ``example_batch(batch_size)`` of their input size. ``batch`` is a
+    :class:`posecore.models.Batch`: the collated samples. Factories receive nested components
+    (backbone, heads, losses) already built when their parameters are annotated with
+    :class:`posecore.Nested`. The contract checks back-propagate the example batch's loss to every
+    trainable parameter and predict ``(B, K, 2)`` keypoints from it.
 
     Since API 1.
     """
@@ -154,8 +224,12 @@ def posecore_presets() -> Sequence[Preset]:
     ``posecore run --plugin NAME`` runs with no ``--preset``.
 
     A preset whose method predicts from more than images (a few-shot support set, a text prompt)
-    names a ``predictor``: ``posecore predict`` then hands it its parsed arguments, including the
-    options the plugin added through :func:`posecore_cli_arguments`, instead of predicting top-down.
+    names a ``predictor`` (:class:`~posecore.Predictor`): ``posecore predict`` then hands it a typed
+    :class:`~posecore.PredictRequest` (inputs expanded and checked, boxes read, the output folder
+    made, the device, and the options the plugin added through :func:`posecore_cli_arguments` in
+    ``request.options`` by their ``dest``), instead of predicting top-down. A predictor loads its
+    model with :func:`posecore.load_model` or :class:`posecore.Pose` (``batch_extras`` and
+    ``keypoint_set`` carry what the method adds to every crop).
 
     Since API 1 (``Preset.predictor`` since posecore 0.1.0).
     """
@@ -176,9 +250,12 @@ def posecore_converters() -> Sequence[Converter]:
 def posecore_cli_arguments(command: str, parser: argparse.ArgumentParser) -> None:
     """Add plugin-specific options to a CLI command's parser.
 
-    Called after plugins are loaded, for the command being run (``"run"``, ``"predict"``, ...).
-    Options appear under the command's ``--help`` only when the plugin is loaded. Prefer long,
-    plugin-specific names (PoseAnything adds ``--support``, ``--support-keypoints``).
+    Called after plugins are loaded, before the command line is parsed, for the command being run
+    when it is ``"run"``, ``"train"``, ``"eval"`` or ``"predict"``. Options appear under the
+    command's ``--help`` only when the plugin is loaded. Prefer long, plugin-specific names
+    (PoseAnything adds ``--support``, ``--support-keypoints``). An implementation that raises is
+    reported and its plugin withdrawn, the command goes on without it (fatal with
+    ``--strict-plugins``).
 
     Since API 1.
     """

@@ -7,9 +7,9 @@ import json
 import sys
 from typing import Any
 
-from posecore.config import ExperimentConfig, apply_overrides, load_config
 from posecore._plugins import PluginHost, get_host, load_plugins, set_host
-from posecore._registry import validate_config
+from posecore.config import ExperimentConfig, apply_overrides, load_config
+from posecore.engine._assembly_rules import validate_config
 
 __all__ = ["host_from_args", "print_json", "resolve_config", "selected_plugin"]
 

@@ -14,14 +14,8 @@ from posecore._errors import CheckpointError, ConfigError
 
 
 def convert_command(args: argparse.Namespace) -> int:
-    from posecore._checkpoint import (
-        compare_state_dicts,
-        convert_state_dict,
-        extract_state_dict,
-        fit_model_to,
-        load_checkpoint,
-        save_checkpoint,
-    )
+    from posecore._checkpoint import prepare_weights, save_checkpoint
+    from posecore.engine._builder import build_model
 
     if args.strict and not args.preset:
         raise ConfigError("--strict checks the result against a model: give the model with --preset")
@@ -29,19 +23,11 @@ def convert_command(args: argparse.Namespace) -> int:
     registries = host.registries
     if args.converter:
         registries.converters.get(args.converter)  # an unknown name fails before the file is read
-    state_dict = extract_state_dict(load_checkpoint(args.input), source=args.input)
-    model, expected = None, None
-    if args.preset:
-        model = registries.models.build(registries.presets.get(args.preset).load().model)
-        expected = model.state_dict()
-    name, converted = convert_state_dict(state_dict, converter=args.converter, expected=expected,
-                                         registries=registries, source=args.input)
+    model = build_model(registries.presets.get(args.preset).load(), registries) if args.preset else None
+    name, converted, report = prepare_weights(model, args.input, args.converter, registries=registries)
     if not args.converter:
         print(f"layout: {f'converter {name!r}' if name else 'posecore (no conversion needed)'}")
-    if model is not None:
-        fit_model_to(model, converted)  # sizes the file decides (PoseModel.fit_to_state_dict)
-        expected = model.state_dict()
-        report = compare_state_dicts(expected, converted, converter=name)
+    if report is not None:
         print(report.format())
         if args.strict and not report.clean:
             raise CheckpointError(f"{args.input} does not fit preset {args.preset!r} (--strict); nothing written")

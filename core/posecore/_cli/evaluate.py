@@ -1,7 +1,7 @@
 """``posecore eval --gt FILE --pred FILE --metric NAME``: score a predictions file.
 
 Without ``--gt``/``--pred`` the command evaluates a model checkpoint on its config's datasets
-instead (:func:`posecore._cli.train.eval_checkpoint_command`).
+instead (:func:`posecore._cli.evaluate_model.eval_checkpoint_command`).
 
 Any registered metric can be named. A metric whose factory takes ``ann_file`` (``coco_ap``) gets
 the ground-truth path and the predictions as written (COCO results: their ``score``, no NMS,
@@ -53,7 +53,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
 
 def eval_command(args: argparse.Namespace) -> int:
     if args.gt is None and args.pred is None:
-        from posecore._cli.train import eval_checkpoint_command as run_command
+        from posecore._cli.evaluate_model import eval_checkpoint_command as run_command
 
         return run_command(args)
     from posecore._errors import ConfigError

@@ -11,6 +11,7 @@ def flops_command(args: argparse.Namespace) -> int:
     import torch
 
     from posecore.analysis import measure_complexity
+    from posecore.engine._builder import build_model
 
     host = host_from_args(args)
     plugin = selected_plugin(args)
@@ -21,7 +22,7 @@ def flops_command(args: argparse.Namespace) -> int:
     for name in names:
         config = host.registries.presets.get(name).load()
         torch.manual_seed(0)
-        model = host.registries.models.build(config.model)
+        model = build_model(config, host.registries)
         results[name] = measure_complexity(model, model.example_batch(1)).to_json()
     if args.json:
         print_json({"convention": "GFLOPs = multiply-accumulates (mmcv/fvcore, as pose papers report)",

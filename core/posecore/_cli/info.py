@@ -11,9 +11,9 @@ from importlib import metadata
 from typing import Any
 
 from posecore._cli.common import host_from_args, print_json
-from posecore.hookspecs import PLUGIN_API_VERSION
 from posecore._plugins import PluginHost
 from posecore._registry import singular
+from posecore.hookspecs import PLUGIN_API_VERSION
 
 _STATUS_STYLE = {"ok": "green", "error": "bold red", "blocked": "yellow", "not loaded": "yellow"}
 
@@ -82,6 +82,8 @@ def _print_components(console: Any, host: PluginHost, document: dict[str, Any]) 
             published = "; ".join(f"{p['dataset']} {p['split']} {p['metric']} {p['value']:g}" for p in preset["published"])
             mark = " (default)" if preset["default"] else ""
             console.print(f"  preset     {preset['name']:<34} {published or 'no published figure'}{mark}", soft_wrap=True)
+            if preset["description"]:  # what the preset runs: e.g. a reproduction of released code or a corrected one
+                console.print(f"  {'':<10} {'':<34} {preset['description']}", soft_wrap=True)
 
 
 def version_command(args: argparse.Namespace) -> int:

@@ -23,7 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("posecore._cli.train:run_command", "train a preset or config file"),
     "eval": ("posecore._cli.evaluate:eval_command", "evaluate a checkpoint, or a predictions file (--gt/--pred)"),
     "predict": ("posecore._cli.predict:predict_command", "predict keypoints on images, folders or videos"),
-    "export": ("posecore._cli.train:export_command", "export a model to ONNX (image -> heatmaps)"),
+    "export": ("posecore._cli.export:export_command", "export a model to ONNX (image -> heatmaps)"),
     "convert": ("posecore._cli.convert:convert_command", "convert a foreign checkpoint with a plugin's converter"),
     "flops": ("posecore._cli.flops:flops_command", "params and GFLOPs of presets' models"),
     "doctor": ("posecore._cli.info:doctor_command", "python, torch, devices, accelerate and plugin report"),
@@ -137,9 +137,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             from posecore._cli.common import host_from_args
 
             early, _ = _plugin_options().parse_known_args(argv)
+            core_options = {action.dest for action in parsers[command]._actions}
             host_from_args(early).add_cli_arguments(command, parsers[command])
             args = parser.parse_args(argv)
             args._host = early._host
+            args._plugin_options = tuple(action.dest for action in parsers[command]._actions
+                                         if action.dest not in core_options)
         else:
             args = parser.parse_args(argv)
         if args.version:
@@ -151,10 +154,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         from posecore._components import resolve_reference
 
-        return int(resolve_reference(args.handler)(args) or 0)
+        status = int(resolve_reference(args.handler)(args) or 0)
+        sys.stdout.flush()  # a closed reader (``| head -1``) shows here, where it is handled
+        return status
+    except BrokenPipeError:
+        return _reader_went_away()
     except PosecoreError as exc:
         print(f"{' '.join(filter(None, ('posecore', command)))}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _reader_went_away() -> int:
+    """The output's reader closed early (``posecore eval --json | head -1``): stop quietly, as Unix
+    tools do, with the status a process killed by SIGPIPE has."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush must not fail loudly either
+    return 128 + 13

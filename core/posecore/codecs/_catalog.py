@@ -11,13 +11,13 @@ CODECS: list[Component] = [
         "msra_heatmap",
         "posecore.codecs._heatmap:MSRAHeatmap",
         "Gaussian heatmaps at stride input/heatmap; argmax + quarter-pixel shift, or DARK (unbiased=True)",
-        example={"input_size": (48, 64), "heatmap_size": (12, 16), "sigma": 2.0},
+        example={"input_size": (48, 64), "heatmap_size": (24, 32), "sigma": 2.0},
     ),
     Component(
         "udp_heatmap",
         "posecore.codecs._heatmap:UDPHeatmap",
         "UDP Gaussian heatmaps at stride (input-1)/(heatmap-1), decoded with DARK-UDP",
-        example={"input_size": (48, 64), "heatmap_size": (12, 16), "sigma": 2.0},
+        example={"input_size": (48, 64), "heatmap_size": (24, 32), "sigma": 2.0},
     ),
     Component(
         "keypoint_regression",

@@ -10,9 +10,9 @@ import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn
 
+from posecore._errors import ConfigError, did_you_mean
 from posecore.config._experiment import MixedPrecision
 from posecore.config._spec import ComponentSpec
-from posecore._errors import ConfigError, did_you_mean
 
 __all__ = ["config_converter", "structure", "unstructure"]
 

@@ -55,7 +55,7 @@ class DataConfig:
         train: training datasets; several are concatenated and every sample carries its
             ``dataset_index`` (multi-dataset training, PoseBH). A dataset spec may also carry
             ``codec`` (its own targets) and ``pipeline`` (its own transforms), read by the engine
-            and never passed to the dataset (:func:`posecore.engine._builder.split_dataset_spec`);
+            and never passed to the dataset (:func:`posecore.engine._assembly_rules.split_dataset_spec`);
             evaluation datasets may carry ``pipeline`` only.
         val, test: evaluation datasets (each evaluated separately).
         sampling_ratios: per-train-dataset sampling weights; ``None`` samples in proportion

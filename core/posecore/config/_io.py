@@ -8,10 +8,10 @@ from typing import Any
 
 import yaml
 
-from posecore.config._converter import structure, unstructure
-from posecore.config._experiment import ExperimentConfig
 from posecore._errors import ConfigError
 from posecore._fileio import atomic_write
+from posecore.config._converter import structure, unstructure
+from posecore.config._experiment import ExperimentConfig
 
 __all__ = ["atomic_write_text", "dump_config", "load_config", "save_config"]
 

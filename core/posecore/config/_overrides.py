@@ -14,10 +14,10 @@ from typing import Any
 import attrs
 import yaml
 
+from posecore._errors import ConfigError, did_you_mean
 from posecore.config._converter import structure, unstructure
 from posecore.config._experiment import ExperimentConfig
 from posecore.config._spec import ComponentSpec
-from posecore._errors import ConfigError, did_you_mean
 
 __all__ = ["apply_overrides", "parse_override"]
 

@@ -59,6 +59,8 @@ DATASETS: list[Component] = [
 TRANSFORMS: list[Component] = [
     Component("get_bbox_center_scale", "posecore.data._transforms:GetBBoxCenterScale",
               "box -> centre and size, padded (1.25)"),
+    Component("center_shift", "posecore.data._transforms:CenterShift",
+              "move the box centre once per instance for the run (mmpose 0.x's loaders), or per epoch"),
     Component("random_flip", "posecore.data._transforms:RandomFlip",
               "horizontal flip with the keypoint set's flip indices"),
     Component("random_half_body", "posecore.data._transforms:RandomHalfBody",

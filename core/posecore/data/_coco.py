@@ -20,6 +20,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from posecore._errors import DataError
+from posecore._fileio import read_json
 from posecore.data._dataset import (
     LoadReport,
     TopdownDataset,
@@ -31,8 +33,6 @@ from posecore.data._dataset import (
     require_unique_id,
 )
 from posecore.data._metainfo import DatasetMeta, load_metainfo
-from posecore._errors import DataError
-from posecore._fileio import read_json
 
 __all__ = [
     "WHOLEBODY_FIELDS",
@@ -65,8 +65,8 @@ def load_coco_json(path: str | Path, *, require_annotations: bool = True) -> dic
     data = read_json(path, "annotation file")
     if not isinstance(data, dict):
         raise DataError(f"{path}: a COCO file is a JSON object with 'images' and 'annotations'; got a {type(data).__name__}")
-    if not require_annotations:
-        data.setdefault("annotations", [])
+    if not require_annotations and "annotations" not in data:
+        data = {**data, "annotations": []}  # a copy: the parsed document may be shared (parsing_each_file_once)
     for key in ("images", "annotations"):
         if key not in data:
             raise DataError(f"{path}: top-level field {key!r} is missing (is this a COCO keypoint file? An image-info "
@@ -157,14 +157,20 @@ class CocoKeypointDataset(TopdownDataset):
             image = self._image(ann["image_id"], where)
             keypoints = self._keypoints(ann, meta, where)
             labelled = keypoints[:, 2] > 0
-            count = ann["num_keypoints"] if "num_keypoints" in ann and self.keypoint_fields == ("keypoints",) else labelled.sum()
+            counted = self.keypoint_fields == ("keypoints",) and "num_keypoints" in ann
+            count = as_integer(ann["num_keypoints"], where, "num_keypoints") if counted else int(labelled.sum())
             bbox = _clean_box(ann["bbox"], image["size"], where)
             area = as_number(ann["area"], where, "area") if "area" in ann else 1.0
             if bbox is None or area <= 0:
                 report.skip("with box of zero area")
                 continue
-            if count == 0 or not labelled.any():
+            if not labelled.any():
                 report.skip("with no labelled keypoint")
+                continue
+            if count == 0:  # skipped as mmpose 0.x skips it, but the reason is the count, not the labels
+                report.skip("with num_keypoints 0 although keypoints are labelled (v > 0): the file's count disagrees "
+                            "with its labels (CrowdPose's counts only v = 2); correct num_keypoints to use them",
+                            example=where)
                 continue
             if image["size"] is not None:
                 width, height = image["size"]

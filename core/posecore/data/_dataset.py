@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
+from posecore._errors import DataError
 from posecore.data._images import read_image
 from posecore.data._metainfo import DatasetMeta
 from posecore.data._sample import Sample
-from posecore._errors import DataError
 
 __all__ = [
     "LoadReport",
@@ -116,7 +116,8 @@ class TopdownDataset(Dataset):
 
     def __getitem__(self, index: int) -> Sample:
         sample = self.annotation(index)
-        sample["image"] = read_image(sample["image_path"], image_id=sample["image_id"])
+        sample["image"] = read_image(sample["image_path"], image_id=sample["image_id"],
+                                     expected_size=sample.get("image_size"))
         return sample
 
 
@@ -187,11 +188,14 @@ def as_numbers(value: Any, where: str, field: str, *, count: int | None = None,
     a coordinate nobody can compute with must not slip into training silently.
     """
     try:
-        array = np.asarray(value, dtype=np.float64).reshape(-1)
+        raw = np.asarray(value)
+        array = raw.astype(np.float64).reshape(-1)
     except (TypeError, ValueError):
         raise DataError(f"{where}: field {field!r} must be a list of numbers; got {_shown(value)}") from None
-    if isinstance(value, (str, bytes, Mapping)) or np.ndim(value) == 0:
+    if isinstance(value, (str, bytes, Mapping)) or raw.ndim == 0:
         raise DataError(f"{where}: field {field!r} must be a list of numbers; got {_shown(value)}")
+    if raw.dtype.kind in "USO":  # numpy turns "81" into 81.0 without a word
+        _reject_text(value, where, field)
     bad = np.flatnonzero(~np.isfinite(array))
     if len(bad):
         raise DataError(f"{where}: field {field!r} holds {len(bad)} value(s) that are not finite numbers "
@@ -201,6 +205,15 @@ def as_numbers(value: Any, where: str, field: str, *, count: int | None = None,
     if multiple_of is not None and array.size % multiple_of:
         raise DataError(f"{where}: field {field!r} must hold groups of {multiple_of} numbers; it has {array.size}")
     return array
+
+
+def _reject_text(value: Any, where: str, field: str) -> None:
+    """Text that looks like a number is still an error: a file that quotes its numbers was written
+    by something that may have mangled them too."""
+    for position, item in enumerate(np.asarray(value, dtype=object).reshape(-1)):
+        if isinstance(item, str):
+            raise DataError(f"{where}: field {field!r} holds the text {_shown(item)} at position {position}; "
+                            "numbers must be JSON numbers, without quotes")
 
 
 def as_number(value: Any, where: str, field: str) -> float:

@@ -40,6 +40,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from posecore._errors import ConfigError, DataError
+from posecore._fileio import read_json
 from posecore.data._coco import _clean_box, load_coco_json
 from posecore.data._dataset import (
     LoadReport,
@@ -52,8 +54,6 @@ from posecore.data._dataset import (
     require_unique_id,
 )
 from posecore.data._metainfo import load_metainfo
-from posecore._errors import ConfigError, DataError
-from posecore._fileio import read_json
 
 __all__ = ["HAND_MODES", "HAND_TYPES", "InterHand2DDataset", "project_to_pixels", "write_example"]
 

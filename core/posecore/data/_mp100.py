@@ -15,7 +15,11 @@ PoseAnything release gives every category 0-based links. ``skeleton`` chooses:
   index 0 means 0-based, one to index K means 1-based; links within 1..K-1 only are ambiguous and an
   error);
 * ``"updated"`` / ``"original"``: that release's links for the category, from the table shipped in
-  ``posecore/data/keypoint_sets/mp100.json`` (already 0-based), whatever the file holds.
+  ``posecore/data/keypoint_sets/mp100.json`` (already 0-based), whatever the file holds;
+* ``"annotation"``: the file's links exactly as written, read as 0-based, as PoseAnything's code
+  reads ``categories[].skeleton`` (it pads to 100 slots, so a link to an index at or beyond K
+  only reaches a masked slot and carries nothing there: such links are dropped, and counted in
+  the loading report). The skeletons are then the file's release, as in the released code.
 
 Records follow PoseAnything/CapeFormer (``TestPoseDataset``): instances are listed image by image
 in the file's ``images`` order, each image's annotations in file order; crowd annotations
@@ -66,6 +70,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from posecore._errors import ConfigError, DataError
 from posecore.data._coco import _clean_box, keypoint_triplets, load_coco_json
 from posecore.data._dataset import (
     LoadReport,
@@ -79,7 +84,6 @@ from posecore.data._dataset import (
 from posecore.data._images import read_image
 from posecore.data._metainfo import DatasetMeta
 from posecore.data._sample import Sample
-from posecore._errors import ConfigError, DataError
 
 __all__ = [
     "MP100Dataset",
@@ -90,7 +94,7 @@ __all__ = [
     "write_example",
 ]
 
-SKELETON_SOURCES = ("file", "updated", "original")
+SKELETON_SOURCES = ("file", "updated", "original", "annotation")
 _TABLE = Path(__file__).with_name("keypoint_sets") / "mp100.json"
 
 
@@ -148,8 +152,9 @@ class MP100Dataset(TopdownDataset):
         ann_file: an MP-100 json (``mp100_split1_test.json``...), either release.
         image_root: folder the images' ``file_name`` s (``<category folder>/<file>``) are relative
             to (default: ``ann_file``'s folder).
-        skeleton: where skeletons come from: ``"file"``, ``"updated"`` (PoseAnything release) or
-            ``"original"`` (MP-100 release); see the module docstring.
+        skeleton: where skeletons come from: ``"file"``, ``"updated"`` (PoseAnything release),
+            ``"original"`` (MP-100 release) or ``"annotation"`` (the file's links as written, as
+            PoseAnything reads them); see the module docstring.
         episodes: yield (supports, query) episodes instead of single instances.
         num_shots: supports per episode (S).
         num_queries: queries per evaluation episode.
@@ -162,7 +167,7 @@ class MP100Dataset(TopdownDataset):
         self,
         ann_file: str,
         image_root: str | None = None,
-        skeleton: Literal["file", "updated", "original"] = "file",
+        skeleton: Literal["file", "updated", "original", "annotation"] = "file",
         episodes: bool = False,
         num_shots: int = 1,
         num_queries: int = 15,
@@ -264,7 +269,7 @@ class MP100Dataset(TopdownDataset):
         if category is None:
             raise DataError(f"{where} names category_id {ann['category_id']!r}, which 'categories' does not define")
         keypoints = keypoint_triplets(ann["keypoints"], where)
-        meta = self._category_meta(category, len(keypoints), where)
+        meta = self._category_meta(category, len(keypoints), where, report)
         if ann.get("iscrowd", 0):
             report.skip("crowd annotation(s) (iscrowd = 1)")
             return None
@@ -295,14 +300,14 @@ class MP100Dataset(TopdownDataset):
             "meta": meta,
         }
 
-    def _category_meta(self, category: dict[str, Any], k: int, where: str) -> DatasetMeta:
+    def _category_meta(self, category: dict[str, Any], k: int, where: str, report: LoadReport) -> DatasetMeta:
         """The category's keypoint set, made on its first annotation; K is checked on every one."""
         meta = self.category_metas.get(category["id"])
         if meta is None:
             names = list(category.get("keypoints") or [])
             if names and len(names) != k:
                 raise DataError(f"{where} has {k} keypoints but {category['where']} names {len(names)}")
-            skeleton = self._skeleton(category, k)
+            skeleton = self._skeleton(category, k, report)
             try:
                 meta = DatasetMeta(name=f"mp100/{category.get('name', category['id'])}",
                                    keypoint_names=names or [str(i) for i in range(k)], flip_indices=range(k),
@@ -317,9 +322,11 @@ class MP100Dataset(TopdownDataset):
                             f"{meta.num_keypoints} (all annotations of a category share its keypoints)")
         return meta
 
-    def _skeleton(self, category: dict[str, Any], k: int) -> tuple[tuple[int, int], ...]:
+    def _skeleton(self, category: dict[str, Any], k: int, report: LoadReport) -> tuple[tuple[int, int], ...]:
         if self.skeleton_source == "file":
             return skeleton_to_zero_based(category.get("skeleton") or [], k, category["where"])
+        if self.skeleton_source == "annotation":
+            return _links_as_written(category.get("skeleton") or [], k, category["where"], report)
         facts = mp100_categories().get(category["id"]) if isinstance(category["id"], int) else None
         if facts is None or facts["name"] != category.get("name"):
             known = (f"MP-100's category {category['id']} is {facts['name']!r}" if facts
@@ -396,8 +403,25 @@ class MP100Dataset(TopdownDataset):
     def __getitem__(self, index: int) -> Sample:
         sample = self.annotation(index)
         for item in (sample, *sample.get("support", ())):  # type: ignore[misc]
-            item["image"] = read_image(item["image_path"], image_id=item["image_id"])
+            item["image"] = read_image(item["image_path"], image_id=item["image_id"],
+                                       expected_size=item.get("image_size"))
         return sample
+
+
+def _links_as_written(links: Sequence[Sequence[int]], k: int, where: str,
+                      report: LoadReport) -> tuple[tuple[int, int], ...]:
+    """``skeleton="annotation"``: the links as PoseAnything's code reads them, 0-based and unchanged.
+    A link touching an index outside 0..K-1 would only reach a padded, masked slot of its 100
+    (a 1-based file's last keypoint, say), so it is dropped here, and noted."""
+    try:
+        pairs = [(int(a), int(b)) for a, b in links]
+    except (TypeError, ValueError):
+        raise DataError(f"{where}: skeleton must be a list of [i, j] index pairs; got {links!r}") from None
+    kept = tuple((a, b) for a, b in pairs if 0 <= a < k and 0 <= b < k)
+    if len(kept) < len(pairs):
+        report.note("skeleton link(s) to a keypoint index outside 0..K-1 (skeleton='annotation' reads them "
+                    "0-based, as PoseAnything does; they reach no keypoint)", len(pairs) - len(kept), example=where)
+    return kept
 
 
 def _check_arguments(skeleton: str, episodes: bool, num_shots: int, num_queries: int, num_episodes: int,

@@ -33,10 +33,10 @@ from typing import Any
 
 import numpy as np
 
-from posecore.data._dataset import LoadReport, TopdownDataset, require_fields
-from posecore.data._metainfo import DatasetMeta, load_metainfo
 from posecore._errors import DataError
 from posecore._fileio import read_json
+from posecore.data._dataset import LoadReport, TopdownDataset, require_fields
+from posecore.data._metainfo import DatasetMeta, load_metainfo
 
 __all__ = ["HEAD_SIZE_FACTOR", "MpiiDataset", "load_head_sizes", "write_example"]
 

@@ -15,6 +15,7 @@ frame, mirrored if the sample was flipped), then the codec's targets.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -32,6 +33,7 @@ from posecore.data._geometry import (
 from posecore.data._images import read_image
 
 __all__ = [
+    "CenterShift",
     "Compose",
     "GenerateTarget",
     "GetBBoxCenterScale",
@@ -77,6 +79,42 @@ class GetBBoxCenterScale:
         sample.setdefault("rotation", 0.0)
         sample.setdefault("flip_axis", None)
         return sample
+
+
+class CenterShift:
+    """Move the box centre of a fraction ``prob`` of the instances by up to ``factor`` of the padded
+    box, uniformly on each axis: mmpose 0.x's COCO-style and InterHand loaders move 30% of the
+    training boxes by up to 0.2 of the unpadded box (``factor=0.16`` after the 1.25 padding) when
+    the dataset is built.
+
+    It belongs right after :class:`GetBBoxCenterScale`, before the flip (which mirrors the moved
+    centre) and the half-body crop (which replaces the box, so the shift is discarded), the order
+    in which mmpose 0.x applies it. With ``once`` (the original's behaviour) each instance is
+    drawn once for the whole run, from ``seed`` and the instance's identity (dataset, image,
+    annotation id, hand, box), so every epoch, data-loader worker and process sees the same
+    shift, as a draw made when the dataset is built; ``once=False`` draws anew every epoch from the
+    sample's generator. (:class:`RandomBBoxTransform`'s shift is mmpose 1.x's: every epoch, after
+    the half-body crop.)
+    """
+
+    def __init__(self, factor: float = 0.16, prob: float = 0.3, once: bool = True, seed: int = 0) -> None:
+        self.factor = factor
+        self.prob = prob
+        self.once = once
+        self.seed = seed
+
+    def __call__(self, sample: SampleDict, rng: np.random.Generator) -> SampleDict:
+        draw = np.random.default_rng((self.seed, _instance_digest(sample))) if self.once else rng
+        if draw.random() < self.prob:
+            sample["center"] = (sample["center"] + draw.uniform(-1, 1, 2) * self.factor * sample["scale"]).astype(np.float32)
+        return sample
+
+
+def _instance_digest(sample: SampleDict) -> int:
+    """A 64-bit number that names an instance of a dataset the same way in every epoch and process."""
+    bbox = np.ascontiguousarray(sample["bbox"], dtype=np.float64).tobytes()
+    key = repr((sample.get("dataset_index"), sample.get("image_id"), sample.get("id"), sample.get("hand"))).encode()
+    return int.from_bytes(hashlib.blake2b(key + bbox, digest_size=8).digest(), "little")
 
 
 class RandomFlip:
@@ -199,7 +237,8 @@ class TopdownAffine:
             warp = compose_affine(box_warp, horizontal_flip_matrix(sample["flip_axis"]))
         image = sample.get("image")
         if image is None:
-            image = read_image(sample["image_path"], image_id=sample.get("image_id"))
+            image = read_image(sample["image_path"], image_id=sample.get("image_id"),
+                               expected_size=sample.get("image_size"))
         sample["image"] = self._cv2.warpAffine(image, warp, (width, height), flags=self._cv2.INTER_LINEAR)
         sample["image_keypoints"] = sample["keypoints"]
         sample["keypoints"] = apply_affine(sample["keypoints"], box_warp)

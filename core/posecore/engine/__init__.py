@@ -1,6 +1,7 @@
 """The engine: training and evaluation with Accelerate, for every plugin's model.
 
-``Trainer(config, output_dir).fit()`` is what ``posecore run`` calls; the submodules are the
+``Trainer(config, output_dir, registries=posecore.load_plugins().registries).fit()`` is what
+``posecore run`` calls; the submodules are the
 pieces it is made of, usable on their own (samplers, schedules, evaluation, checkpoints).
 """
 

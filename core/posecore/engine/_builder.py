@@ -1,12 +1,15 @@
-"""From an experiment config to the objects a run needs: codec, model, datasets, metrics.
+"""The assembly step: from an experiment config and the registries to the objects a run needs,
+the codec, the model, the training set, the evaluation sets and their metrics.
 
-One place builds them for training, evaluation, prediction and export, so a model is always
-built with the codec its data was encoded with.
+Training, evaluation, prediction and export all assemble here, so a model is always built with
+the codec its data was encoded with. The registries are always the caller's (the CLI's or
+``posecore.Pose``'s plugin host, a test's own): nothing here reaches for the process-wide host.
+What goes where, with which context, and the data-split rules are in
+:mod:`posecore.engine._assembly_rules`, shared with config validation.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,55 +17,32 @@ from typing import Any
 import attrs
 from torch.utils.data import ConcatDataset, Dataset
 
+from posecore._errors import ConfigError, DataError
+from posecore._fileio import parsing_each_file_once
+from posecore._registry import Registries
 from posecore.config import ExperimentConfig
 from posecore.config._spec import ComponentSpec
 from posecore.data._dataset import PipelineDataset
 from posecore.data._pipeline import build_pipeline, standard_topdown_pipeline
-from posecore._errors import ConfigError, DataError
+from posecore.engine._assembly_rules import DatasetEntry, dataset_entries, engine_context
 from posecore.models._base import PoseModel
-from posecore._registry import DATASET_ENGINE_KEYS
 
-__all__ = ["EvalSet", "TrainSet", "build_codec", "build_eval_sets", "build_model", "build_train_set", "experiment_pipeline",
-           "resolve_data_paths", "split_dataset_spec"]
+__all__ = ["EvalSet", "TrainSet", "build_codec", "build_eval_sets", "build_model", "build_train_set", "experiment_pipeline"]
 
 
-def _registries(registries: Any) -> Any:
-    if registries is not None:
-        return registries
-    from posecore._plugins import get_host
-
-    return get_host().registries
-
-
-def build_codec(config: ExperimentConfig, registries: Any = None) -> Any:
+def build_codec(config: ExperimentConfig, registries: Registries) -> Any:
     """The experiment's codec, or ``None`` when the config has none."""
-    return None if config.codec is None else _registries(registries).codecs.build(config.codec)
+    return None if config.codec is None else registries.codecs.build(config.codec)
 
 
-def build_model(config: ExperimentConfig, registries: Any = None, codec: Any = None) -> PoseModel:
-    """The model, given the experiment's codec when its factory takes one and the spec sets none."""
-    registries = _registries(registries)
+def build_model(config: ExperimentConfig, registries: Registries, codec: Any = None) -> PoseModel:
+    """The model, given the experiment's codec (``codec``, else the config's) when its factory
+    takes one and the spec sets none."""
     codec = codec if codec is not None else build_codec(config, registries)
-    factory = registries.models.get(config.model.type).resolve()
-    extra = {}
-    if codec is not None and "codec" in inspect.signature(factory).parameters and "codec" not in config.model.args:
-        extra["codec"] = codec
-    model = registries.models.build(config.model, **extra)
+    model = registries.models.build(config.model, context=engine_context("models", codec=codec))
     if not isinstance(model, PoseModel):
         raise TypeError(f"model {config.model.type!r} built a {type(model).__name__}, not a posecore.models.PoseModel")
     return model
-
-
-def resolve_data_paths(spec: ComponentSpec, data_root: str | Path | None) -> ComponentSpec:
-    """Relative file arguments (names ending in ``_file``, ``_root`` or ``_dir``) of a dataset spec,
-    joined to ``data_root``; presets name their files relative to a data root this way."""
-    if data_root is None:
-        return spec
-    args = dict(spec.args)
-    for key, value in spec.args.items():
-        if isinstance(value, str) and key.endswith(("_file", "_root", "_dir")) and not Path(value).is_absolute():
-            args[key] = str(Path(data_root) / value)
-    return ComponentSpec(spec.type, args)
 
 
 def _use_udp(codec: Any) -> bool:
@@ -71,11 +51,10 @@ def _use_udp(codec: Any) -> bool:
     return isinstance(codec, UDPHeatmap)
 
 
-def experiment_pipeline(config: ExperimentConfig, registries: Any, codec: Any, train: bool,
+def experiment_pipeline(config: ExperimentConfig, registries: Registries, codec: Any, train: bool,
                         specs: Sequence[ComponentSpec] | None = None) -> Any:
     """The experiment's train or test pipeline (the standard top-down one unless the config lists
     transforms); ``specs`` replaces the config's list (a dataset's own ``pipeline``)."""
-    registries = _registries(registries)
     if specs is None:
         specs = config.data.train_pipeline if train else config.data.test_pipeline
     if not specs:
@@ -86,42 +65,24 @@ def experiment_pipeline(config: ExperimentConfig, registries: Any, codec: Any, t
                 "[48, 64], sigma: 2.0}"
             )
         specs = standard_topdown_pipeline(train=train)
-    context: dict[str, Any] = {"input_size": tuple(config.data.input_size), "use_udp": _use_udp(codec)}
-    if codec is not None:
-        context["codec"] = codec
+    context = engine_context("transforms", codec=codec, input_size=tuple(config.data.input_size), use_udp=_use_udp(codec))
     return build_pipeline(specs, registries, **context)
-
-
-def split_dataset_spec(spec: ComponentSpec) -> tuple[ComponentSpec, ComponentSpec | None, tuple[ComponentSpec, ...] | None]:
-    """A dataset spec without its engine keys, plus their values: ``(dataset, codec, pipeline)``.
-
-    A dataset in ``data.train`` (or ``val``/``test``) may carry ``codec: {type: ...}`` and
-    ``pipeline: [...]``: that dataset's samples are then encoded with its own codec and go through
-    its own transforms instead of the experiment's (multi-dataset training where the datasets
-    differ, as PoseBH's UDP targets for COCO/MPII and MSRA targets elsewhere, or no half-body
-    crops for MPII). ``None`` where the spec leaves the experiment's in force.
-    """
-    args = {key: value for key, value in spec.args.items() if key not in DATASET_ENGINE_KEYS}
-    codec = spec.args.get("codec")
-    pipeline = spec.args.get("pipeline")
-    return (ComponentSpec(spec.type, args), None if codec is None else ComponentSpec.parse(codec),
-            None if pipeline is None else tuple(ComponentSpec.parse(item) for item in pipeline))
 
 
 class _Pipelines:
     """The pipeline of each dataset of a split, built once per distinct (codec, pipeline) choice."""
 
-    def __init__(self, config: ExperimentConfig, registries: Any, codec: Any, train: bool) -> None:
+    def __init__(self, config: ExperimentConfig, registries: Registries, codec: Any, train: bool) -> None:
         # no codec given: the config's (so a caller holding only the config gets the same targets)
         codec = codec if codec is not None else build_codec(config, registries)
         self.config, self.registries, self.codec, self.train = config, registries, codec, train
         self._built: dict[tuple[str, str], Any] = {}
 
-    def for_dataset(self, codec_spec: ComponentSpec | None, pipeline_specs: tuple[ComponentSpec, ...] | None) -> Any:
-        key = (repr(codec_spec), repr(pipeline_specs))
+    def for_dataset(self, entry: DatasetEntry) -> Any:
+        key = (repr(entry.codec), repr(entry.pipeline))
         if key not in self._built:
-            codec = self.codec if codec_spec is None else self.registries.codecs.build(codec_spec)
-            self._built[key] = experiment_pipeline(self.config, self.registries, codec, self.train, pipeline_specs)
+            codec = self.codec if entry.codec is None else self.registries.codecs.build(entry.codec)
+            self._built[key] = experiment_pipeline(self.config, self.registries, codec, self.train, entry.pipeline)
         return self._built[key]
 
 
@@ -134,19 +95,27 @@ def _label(spec: ComponentSpec, index: int, taken: set[str]) -> str:
     return label
 
 
-def _build_dataset(registries: Any, spec: ComponentSpec, index: int) -> Dataset:
-    """``spec`` without engine keys (see :func:`split_dataset_spec`)."""
-    factory = registries.datasets.get(spec.type).resolve()
-    extra = {"dataset_index": index} if "dataset_index" in inspect.signature(factory).parameters else {}
-    if "dataset_index" in spec.args:
-        extra = {}
+def _build_dataset(registries: Registries, entry: DatasetEntry) -> Dataset:
     try:
-        return registries.datasets.build(spec, **extra)
+        return registries.datasets.build(entry.dataset, context=engine_context("datasets", dataset_index=entry.index))
     except DataError as exc:
         if "not found" not in str(exc):
             raise
         raise DataError(f"{exc}; relative dataset paths are read from the working directory, or from the folder "
                         "given with --data ROOT (posecore run --data /datasets ...)") from None
+
+
+def _build_metrics(config: ExperimentConfig, registries: Registries, dataset: Dataset) -> tuple[Any, ...]:
+    """``eval.metrics`` for one dataset, each given the dataset's ``ann_file`` as context.
+
+    A split without ground truth (COCO test-dev: image info and detections) is predicted, not
+    scored: no metrics.
+    """
+    if not getattr(dataset, "has_ground_truth", True):
+        return ()
+    ann_file = getattr(dataset, "ann_file", None)
+    context = engine_context("metrics", ann_file=None if ann_file is None else str(ann_file))
+    return tuple(registries.metrics.build(spec, context=context) for spec in config.eval.metrics)
 
 
 @attrs.frozen
@@ -178,47 +147,39 @@ class EvalSet:
     metrics: tuple[Any, ...]
 
 
-def build_train_set(config: ExperimentConfig, registries: Any = None, codec: Any = None,
+def build_train_set(config: ExperimentConfig, registries: Registries, codec: Any = None,
                     data_root: str | Path | None = None) -> TrainSet:
     """The ``data.train`` datasets, each behind the train pipeline (its own, when its spec has a
     ``codec`` or ``pipeline``), concatenated."""
-    registries = _registries(registries)
     if not config.data.train:
         raise ValueError(f"config {config.name!r} has no training data (data.train is empty)")
     pipelines = _Pipelines(config, registries, codec, train=True)
     taken: set[str] = set()
     parts, labels = [], []
-    for index, full_spec in enumerate(config.data.train):
-        spec, codec_spec, pipeline_specs = split_dataset_spec(resolve_data_paths(full_spec, data_root))
-        pipeline = pipelines.for_dataset(codec_spec, pipeline_specs)
-        parts.append(PipelineDataset(_build_dataset(registries, spec, index), pipeline, seed=config.train.seed))
-        labels.append(_label(spec, index, taken))
+    for entry in dataset_entries(config, "train", data_root):
+        pipeline = pipelines.for_dataset(entry)
+        parts.append(PipelineDataset(_build_dataset(registries, entry), pipeline, seed=config.train.seed))
+        labels.append(_label(entry.dataset, entry.index, taken))
     return TrainSet(ConcatDataset(parts), tuple(parts), tuple(labels))
 
 
-def build_eval_sets(config: ExperimentConfig, registries: Any = None, codec: Any = None, split: str = "val",
+def build_eval_sets(config: ExperimentConfig, registries: Registries, codec: Any = None, split: str = "val",
                     data_root: str | Path | None = None) -> list[EvalSet]:
-    """The ``data.val`` (or ``data.test``) datasets with the ``eval.metrics`` built for each.
+    """The ``data.val`` (or ``data.test``) datasets, each behind the test pipeline (its own, when
+    its spec has a ``pipeline``), with the ``eval.metrics`` built for it.
 
-    An evaluation dataset may bring its own ``pipeline`` but not its own ``codec``: the model
-    decodes every dataset with the experiment's codec (validated in :func:`posecore._registry.validate_config`)."""
-    from posecore.engine._evaluation import build_metric
-
-    registries = _registries(registries)
-    specs: Sequence[ComponentSpec] = getattr(config.data, split)
+    A dataset and its metrics are built while each file is parsed once, so the annotation file
+    that the dataset reads and its metric scores against is parsed once and both read the same
+    parsed document.
+    """
     pipelines = _Pipelines(config, registries, codec, train=False)
     taken: set[str] = set()
     sets = []
-    for index, full_spec in enumerate(specs):
-        spec, codec_spec, pipeline_specs = split_dataset_spec(resolve_data_paths(full_spec, data_root))
-        if codec_spec is not None:
-            raise ConfigError(f"config {config.name!r}, data.{split}[{index}]: an evaluation dataset cannot set its own "
-                              "codec (the model decodes with the experiment's 'codec'); remove it, or evaluate that "
-                              "dataset with a config whose codec it is")
-        pipeline = pipelines.for_dataset(None, pipeline_specs)
-        dataset = PipelineDataset(_build_dataset(registries, spec, index), pipeline, seed=config.train.seed)
-        # a split without ground truth (COCO test-dev: image info and detections) is predicted, not scored
-        scored = getattr(dataset.dataset, "has_ground_truth", True)
-        metrics = tuple(build_metric(registries, metric, dataset) for metric in config.eval.metrics) if scored else ()
-        sets.append(EvalSet(_label(spec, index, taken), dataset, metrics))
+    for entry in dataset_entries(config, split, data_root):
+        pipeline = pipelines.for_dataset(entry)
+        with parsing_each_file_once():
+            dataset = _build_dataset(registries, entry)
+            metrics = _build_metrics(config, registries, dataset)
+        sets.append(EvalSet(_label(entry.dataset, entry.index, taken),
+                            PipelineDataset(dataset, pipeline, seed=config.train.seed), metrics))
     return sets

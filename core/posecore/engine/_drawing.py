@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from posecore._visualize import contact_sheet, draw_pose, save_image
 from posecore.data._images import read_image
 from posecore.metrics._base import InstanceResult
-from posecore._visualize import contact_sheet, draw_pose, save_image
 
 __all__ = ["draw_results"]
 

@@ -9,7 +9,6 @@ process would have given them (COCO evaluation breaks score ties by arrival orde
 from __future__ import annotations
 
 import contextlib
-import inspect
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -22,7 +21,7 @@ from posecore.engine._sampling import EpochSampler
 from posecore.metrics._base import InstanceResult
 from posecore.models._base import PoseModel, PoseResult
 
-__all__ = ["IndexedDataset", "build_metric", "crop_to_image", "evaluate", "instance_results", "move_to_device",
+__all__ = ["IndexedDataset", "crop_to_image", "evaluate", "instance_results", "move_to_device",
            "predict_dataset"]
 
 class IndexedDataset(Dataset):
@@ -135,21 +134,6 @@ def merge_gathered(results: Iterable[InstanceResult]) -> list[InstanceResult]:
     for result in results:
         by_index.setdefault(int(result["sample_index"]), result)  # type: ignore[typeddict-item]
     return [by_index[index] for index in sorted(by_index)]
-
-
-def build_metric(registries: Any, spec: Any, dataset: Dataset) -> Any:
-    """Build a metric spec, giving it the evaluated dataset's ``ann_file`` when it takes one and
-    the spec does not name another (a preset need not repeat the val file's path)."""
-    from posecore.config._spec import ComponentSpec
-
-    spec = ComponentSpec.parse(spec)
-    factory = registries.metrics.get(spec.type).resolve()
-    params = inspect.signature(factory).parameters
-    extra = {}
-    base = getattr(dataset, "dataset", dataset)  # through a PipelineDataset
-    if "ann_file" in params and "ann_file" not in spec.args and getattr(base, "ann_file", None) is not None:
-        extra["ann_file"] = str(base.ann_file)
-    return registries.metrics.build(spec, **extra)
 
 
 def evaluate(results: Sequence[InstanceResult], metrics: Sequence[Any]) -> dict[str, float]:

@@ -23,8 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from posecore.config import OptimizerConfig, ScheduleConfig, StageConfig
 from posecore._errors import ConfigError
+from posecore.config import OptimizerConfig, ScheduleConfig, StageConfig
 
 __all__ = ["apply_stage", "build_optimizer", "build_param_groups", "lr_factor", "set_learning_rate", "stage_at"]
 

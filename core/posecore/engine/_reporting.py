@@ -18,8 +18,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from posecore.config import atomic_write_text
 from posecore._fileio import atomic_write
+from posecore.config import atomic_write_text
 
 __all__ = ["MetricsLog", "ProgressReporter", "plot_curves", "print_table", "write_metrics_json"]
 

@@ -30,6 +30,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from posecore._errors import CheckpointError, ConfigError, PosecoreError
+from posecore._registry import Registries
 from posecore.config import ExperimentConfig, dump_config, save_config
 from posecore.data._sample import collate_samples
 from posecore.engine._builder import build_codec, build_eval_sets, build_model, build_train_set
@@ -39,7 +41,6 @@ from posecore.engine._optim import apply_stage, build_optimizer, lr_factor, set_
 from posecore.engine._reporting import MetricsLog, ProgressReporter, plot_curves, write_metrics_json
 from posecore.engine._sampling import EpochSampler
 from posecore.engine._state import capture_rng, load_train_state, restore_rng, save_train_state
-from posecore._errors import ConfigError, PosecoreError
 
 __all__ = ["Callback", "RunResult", "Trainer", "TrainingDiverged"]
 
@@ -105,7 +106,8 @@ class Trainer:
         config: the experiment.
         output_dir: the run directory (config.yaml, log.jsonl, metrics.json, curves.png,
             checkpoints/, predictions/).
-        registries: component registries (default: the loaded plugins').
+        registries: the component registries to build the experiment from (the CLI passes its plugin
+            host's; the engine never reaches for a process-wide one).
         resume: a run directory or ``latest.pth`` to continue from.
         data_root: relative dataset file arguments are resolved against it.
         callbacks: :class:`Callback` objects.
@@ -118,7 +120,7 @@ class Trainer:
         config: ExperimentConfig,
         output_dir: str | Path,
         *,
-        registries: Any = None,
+        registries: Registries,
         resume: str | Path | None = None,
         data_root: str | Path | None = None,
         callbacks: Sequence[Callback] = (),
@@ -173,9 +175,7 @@ class Trainer:
         if config.train.init_weights and self._resume_state is None:
             self._load_init_weights(config.train.init_weights)
         if self._resume_state is not None:
-            from posecore._checkpoint import fit_model_to
-
-            fit_model_to(self.model, self._resume_state["model"])  # sizes its initial weights decided
+            self._load_resumed_weights(self._resume_state["model"])  # before the optimiser takes the parameters
         self.train_set = build_train_set(config, self.registries, self.codec, self.data_root) if config.train.epochs else None
         self.eval_sets = build_eval_sets(config, self.registries, self.codec, "val", self.data_root)
         self.optimizer = build_optimizer(self.model, config.train.optimizer)
@@ -211,19 +211,29 @@ class Trainer:
             self._restore(self._resume_state)
 
     def _load_init_weights(self, path: str) -> None:
-        """``train.init_weights`` into the model: what fits loads, the rest keeps its initialisation."""
-        import warnings
-
+        """``train.init_weights`` into the model: what fits loads, the rest keeps its initialisation.
+        A missing file stops the run with the preset's description, which says where to get it."""
         from posecore._checkpoint import load_weights
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # the report is printed below instead
-            report = load_weights(self.model, path, registries=self.registries)
+        if not Path(path).exists():
+            presets = self.registries.presets
+            about = f" ({presets.get(self.config.name).description})" if self.config.name in presets else ""
+            raise CheckpointError(f"train.init_weights: checkpoint not found: {path}; {self.config.name} starts from "
+                                  f"it{about}. Set train.init_weights=null to train from the model's own "
+                                  "initialisation instead")
+        report = load_weights(self.model, path, registries=self.registries, warn=False)  # printed below instead
         layout = f" (converter {report.converter!r})" if report.converter else ""
         self.progress.print(f"initial weights from {path}{layout}: {report.format()}")
 
+    def _load_resumed_weights(self, weights: dict[str, Any]) -> None:
+        """The run's own weights, every tensor: a run resumed with another architecture's weights
+        gets the key table, not a half-loaded model."""
+        from posecore._checkpoint import load_weights
+
+        load_weights(self.model, weights, strict=True, registries=self.registries,
+                     name=f"the training state of {self.output_dir}")
+
     def _restore(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if state.get("scaler") is not None and self.accelerator.scaler is not None:
             self.accelerator.scaler.load_state_dict(state["scaler"])

@@ -1,9 +1,11 @@
 """The metric contract: per-instance results in, a flat ``{name: value}`` table out.
 
 The engine calls a metric the way detectron2 calls an evaluator: ``reset()`` before an
-evaluation, ``update(results)`` once per batch, and ``compute()`` at the end, after the results
-of every process were gathered. A distributed sampler pads the last batch with repeated samples,
-so every metric here first drops duplicates by ``(image_id, id, bbox)``.
+evaluation, ``update(results)`` with the results of every process gathered (in dataset order;
+``posecore eval`` and tests may call it several times), and ``compute()`` at the end. A
+distributed sampler pads each process's share with repeated samples, so every metric here first
+drops duplicates by :func:`instance_key`. ``posecore.testing`` checks both properties for every
+registered metric.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class InstanceResult(TypedDict, total=False):
     gt_bbox: np.ndarray  # (4,) x1, y1, x2, y2
     head_size: float  # MPII: 0.6 x head-box diagonal
     episode: int  # few-shot evaluation: the episode this query belongs to
+    sample_index: int  # the sample's index in its dataset (engine), or the entry's position in a results file
 
 
 @runtime_checkable
@@ -54,16 +57,18 @@ class Metric(Protocol):
     def compute(self) -> dict[str, float]: ...
 
 
-InstanceKey = tuple[int, int, tuple[float, ...], int, bytes]
+InstanceKey = tuple[int, int, tuple[float, ...], int, int, bytes]
 
 
 def instance_key(result: InstanceResult) -> InstanceKey:
-    """The identity of a result: ``(image_id, id, bbox, episode)``; ``id`` and ``episode`` are -1 and
-    ``bbox`` empty when absent. Few-shot evaluation makes one instance the query of several
-    episodes; ``episode`` keeps those apart.
+    """The identity of a result: ``(image_id, id, bbox, episode, sample_index)``; ``id``, ``episode``
+    and ``sample_index`` are -1 and ``bbox`` empty when absent. Few-shot evaluation makes one
+    instance the query of several episodes; ``episode`` keeps those apart. The entries of a
+    results file carry their position as ``sample_index``, so a file is scored as written, each
+    entry counted, even when two are equal: only the repeats of multi-process padding collapse.
 
-    A result with neither ``id`` nor ``bbox`` (a bottom-up person, a line of a results file) is
-    identified by its predicted keypoints as well, so that only exact copies collapse.
+    A result with neither ``id`` nor ``bbox`` (a bottom-up person) is identified by its predicted
+    keypoints as well, so that only exact copies collapse.
     """
     bbox = result.get("bbox")
     box = () if bbox is None else tuple(float(v) for v in np.asarray(bbox, dtype=np.float64).reshape(-1))
@@ -71,7 +76,8 @@ def instance_key(result: InstanceResult) -> InstanceKey:
     extra = b""
     if not box and ann_id == -1 and "keypoints" in result:
         extra = np.ascontiguousarray(result["keypoints"], dtype=np.float64).tobytes()
-    return int(result.get("image_id", -1)), ann_id, box, int(result.get("episode", -1)), extra
+    return (int(result.get("image_id", -1)), ann_id, box, int(result.get("episode", -1)),
+            int(result.get("sample_index", -1)), extra)
 
 
 class ResultBuffer:

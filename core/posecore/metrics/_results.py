@@ -18,6 +18,8 @@ Every coordinate is compared in the frame the files use; nothing is shifted.
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -127,13 +129,27 @@ def has_wholebody_fields(data: Mapping[str, Any]) -> bool:
 
 
 def _number_list(value: Any, path: str, where: str, field: str) -> np.ndarray:
-    """``value`` as a 1-D float64 array, or an error naming the file, the entry and the field."""
+    """``value`` as a 1-D float64 array of finite numbers, or an error naming the file, the entry, the
+    field and the position. Text ("81"), null, NaN and infinities are errors: numpy would turn
+    them into numbers or NaN, and a NaN keypoint or score silently scores as a miss or breaks the
+    ranking."""
     if isinstance(value, (list, tuple)):
         try:
-            array = np.asarray(value, dtype=np.float64)
-        except (TypeError, ValueError):
+            array = np.asarray(value)
+        except ValueError:  # nested lists of different lengths
             array = None
         if array is not None and array.ndim == 1:
+            if array.dtype.kind not in "iuf":
+                position = next(n for n, v in enumerate(value) if isinstance(v, bool) or not isinstance(v, (int, float)))
+                raise ConfigError(f"{path}: {where} field {field!r} holds {json.dumps(value[position])} at position "
+                                  f"{position}; every value must be a number (not text or null)")
+            array = array.astype(np.float64)
+            bad = np.flatnonzero(~np.isfinite(array))
+            if len(bad):
+                raise ConfigError(
+                    f"{path}: {where} field {field!r} holds {json.dumps(value[bad[0]])} at position {int(bad[0])} "
+                    f"({len(bad)} such value(s)); every value must be a finite number (no NaN or Infinity)"
+                )
             return array
     raise ConfigError(f"{path}: {where} field {field!r} must be a list of numbers; got {str(value)[:60]}")
 
@@ -325,8 +341,9 @@ def parse_coco_predictions(data: Any, gt: CocoKeypointAnnotations, path: str = "
                 f"{path}: {where} field 'keypoints' needs [x, y, score] per keypoint; got {len(flat)} numbers"
             )
         score = entry.get("score")
-        if score is not None and (not isinstance(score, (int, float)) or isinstance(score, bool)):
-            raise ConfigError(f"{path}: {where} field 'score' must be a number; got {score!r}")
+        if score is not None and (not isinstance(score, (int, float)) or isinstance(score, bool)
+                                  or not math.isfinite(score)):
+            raise ConfigError(f"{path}: {where} field 'score' must be a finite number; got {score!r}")
         bbox = entry.get("bbox")
         if bbox is not None and len(bbox) == 0:
             bbox = None
@@ -369,7 +386,11 @@ def _keypoints_per_category(gt: CocoKeypointAnnotations) -> dict[int, int]:
 def predictions_to_instances(
     predictions: Sequence[CocoPrediction], *, require_score: bool = True
 ) -> list[InstanceResult]:
-    """COCO results entries as :class:`InstanceResult` (``bbox`` converted to x1, y1, x2, y2)."""
+    """COCO results entries as :class:`InstanceResult` (``bbox`` converted to x1, y1, x2, y2).
+
+    Each carries its position in the file as ``sample_index``, so the metrics score the file as
+    written, as pycocotools does: two equal entries are two predictions, not a padding repeat.
+    """
     instances: list[InstanceResult] = []
     for p in predictions:
         if p.score is None and require_score:
@@ -384,6 +405,7 @@ def predictions_to_instances(
             keypoints=p.keypoints[:, :2],
             keypoint_scores=p.keypoints[:, 2],
             bbox_score=1.0 if p.score is None else p.score,
+            sample_index=p.index,
         )
         if p.bbox is not None:
             x, y, w, h = p.bbox
@@ -520,6 +542,10 @@ def load_mpii_predictions(path: str | Path, gt: MpiiGroundTruth) -> list[Instanc
             coords = np.asarray(data["pos_pred"], dtype=np.float64)
         except (TypeError, ValueError):
             raise ConfigError(f"{path}: field 'pos_pred' must be a N x 16 x 2 array of numbers") from None
+        if not np.isfinite(coords).all():
+            person, joint = np.argwhere(~np.isfinite(coords))[0][:2]
+            raise ConfigError(f"{path}: field 'pos_pred' holds a value that is not a finite number (NaN, Infinity or "
+                              f"null) at person {person}, joint {joint}")
         scores = np.ones(coords.shape[:2])
     elif isinstance(data, list):
         if not data:

@@ -9,21 +9,33 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from posecore.models._base import Batch, PoseModel, PoseResult
+from posecore.models._base import Batch, ImageNormalizer, PoseModel, PoseResult, batch_flip_indices
 
 if TYPE_CHECKING:
     from posecore.models._heads import HeatmapDeconvHead, HeatmapSimpleHead
     from posecore.models._topdown import TopdownHeatmapModel
-    from posecore.models._vit import ViT
+    from posecore.models._vit import VIT_ARCHS, ViT
 
 _EXPORTS = {
     "HeatmapDeconvHead": "heads",
     "HeatmapSimpleHead": "heads",
     "TopdownHeatmapModel": "topdown",
+    "VIT_ARCHS": "vit",
     "ViT": "vit",
 }
 
-__all__ = ["Batch", "HeatmapDeconvHead", "HeatmapSimpleHead", "PoseModel", "PoseResult", "TopdownHeatmapModel", "ViT"]
+__all__ = [
+    "VIT_ARCHS",
+    "Batch",
+    "HeatmapDeconvHead",
+    "HeatmapSimpleHead",
+    "ImageNormalizer",
+    "PoseModel",
+    "PoseResult",
+    "TopdownHeatmapModel",
+    "ViT",
+    "batch_flip_indices",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -2,7 +2,8 @@
 
 The trainer knows a model only through :class:`PoseModel`: ``loss(batch)`` for training,
 ``predict(batch)`` for evaluation and inference, ``example_batch()`` for complexity counting,
-export and contract checks, and ``on_stage`` for staged schedules declared in the config.
+export and contract checks, and ``on_stage`` for staged schedules declared in the config. A
+batch is a :class:`Batch`: the collated samples, every key and its shape declared there.
 """
 
 from __future__ import annotations
@@ -14,14 +15,13 @@ import attrs
 import torch
 from torch import nn
 
+from posecore.data._sample import Batch
+
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Batch", "ImageNormalizer", "PoseModel", "PoseResult", "batch_flip_indices"]
 
 #: Pixel statistics every backbone here was pre-trained with (RGB, in [0, 1] units).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-#: A collated batch: tensors keyed by the :class:`posecore.data.Sample` field names.
-Batch = Mapping[str, Any]
 
 
 @attrs.frozen
@@ -41,7 +41,14 @@ class PoseResult:
 
 
 class PoseModel(nn.Module):
-    """Base class of every assembled model a plugin registers under ``posecore_models``."""
+    """Base class of every assembled model a plugin registers under ``posecore_models``.
+
+    Every trainable parameter is expected to learn from ``loss``: the contract checks require a
+    gradient on each after one backward pass of ``example_batch``. Freeze what is not trained
+    (``requires_grad_(False)``); a module whose parameters a step may leave without a gradient by
+    design (an expert reached only by its own dataset's samples) names them in a class attribute
+    ``parameters_without_gradient``, ``fnmatch`` patterns relative to that module.
+    """
 
     def forward(self, batch: Batch) -> Any:  # noqa: D102 - documented by subclasses
         raise NotImplementedError
@@ -59,7 +66,7 @@ class PoseModel(nn.Module):
         """
         raise NotImplementedError
 
-    def example_batch(self, batch_size: int = 1) -> dict[str, torch.Tensor]:
+    def example_batch(self, batch_size: int = 1) -> Batch:
         """A batch of the model's configured input size, enough for ``forward``, ``loss`` and
         ``predict`` (random images, plausible targets)."""
         raise NotImplementedError

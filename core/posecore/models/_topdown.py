@@ -7,9 +7,9 @@ from typing import Annotated
 import torch
 from torch import nn
 
+from posecore._components import Nested
 from posecore.codecs._base import Codec
 from posecore.codecs._flip import average_flipped
-from posecore._components import Nested
 from posecore.models._base import Batch, ImageNormalizer, PoseModel, PoseResult, batch_flip_indices
 
 __all__ = ["TopdownHeatmapModel"]

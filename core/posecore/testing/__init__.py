@@ -11,15 +11,20 @@ Run them in your plugin's tests::
 
 Every component your plugin registers gets checked with its declared small ``example``:
 backbones and heads run forward and backward, heads decode K keypoints, datasets yield samples
-of the documented schema, models compute finite losses, back-propagate and predict, presets
-validate against the registries and round-trip through YAML unchanged.
+of the documented schema, models compute finite losses, back-propagate to every trainable
+parameter and predict, codecs give keypoints back through encode and decode within the tolerance
+of their kind, metrics give the same table whatever the order of the results and with the repeats
+of multi-process padding, presets validate against the registries and round-trip through YAML
+unchanged.
 """
 
 from posecore.testing._contracts import (
     ContractCase,
     check_backbone,
+    check_codec,
     check_dataset,
     check_head,
+    check_metric,
     check_model,
     check_preset,
     contract_cases,
@@ -28,8 +33,10 @@ from posecore.testing._contracts import (
 __all__ = [
     "ContractCase",
     "check_backbone",
+    "check_codec",
     "check_dataset",
     "check_head",
+    "check_metric",
     "check_model",
     "check_preset",
     "contract_cases",

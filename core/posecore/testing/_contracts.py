@@ -1,9 +1,18 @@
-"""The checks behind :mod:`posecore.testing`; each raises ``AssertionError`` with a clear reason."""
+"""The checks behind :mod:`posecore.testing`; each raises ``AssertionError`` with a clear reason.
+
+Training checks require a gradient on every trainable parameter. A parameter that is not trained
+is frozen (``requires_grad_(False)``, or a buffer) and never checked; a trainable one that a
+training step may leave without a gradient by design (a mixture-of-experts expert reached only by
+its own dataset's samples) is declared on its module in ``parameters_without_gradient``: a tuple
+of ``fnmatch`` patterns of parameter names relative to that module. Anything else without a
+gradient is unused, which is a bug.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 import attrs
@@ -11,14 +20,27 @@ import torch
 import yaml
 from torch import nn
 
+from posecore._plugins import PluginHost, get_host
+from posecore._registry import Registries
 from posecore.config import structure, unstructure
 from posecore.config._experiment import ExperimentConfig
 from posecore.data._sample import check_sample, collate_samples
+from posecore.engine._assembly_rules import validate_config
 from posecore.models._base import PoseModel, PoseResult
-from posecore._plugins import PluginHost, get_host
-from posecore._registry import Registries, validate_config
+from posecore.testing._codec_checks import check_codec
+from posecore.testing._metric_checks import check_metric
 
-__all__ = ["ContractCase", "check_backbone", "check_dataset", "check_head", "check_model", "check_preset", "contract_cases"]
+__all__ = [
+    "ContractCase",
+    "check_backbone",
+    "check_codec",
+    "check_dataset",
+    "check_head",
+    "check_metric",
+    "check_model",
+    "check_preset",
+    "contract_cases",
+]
 
 _BATCH = 2
 
@@ -28,15 +50,38 @@ def _input_size(registries: Registries, kind: str, name: str, workdir: Path) -> 
     return int(size[0]), int(size[1])
 
 
+def _declared_without_gradient(module: nn.Module) -> list[str]:
+    """The ``parameters_without_gradient`` patterns of ``module`` and its submodules, as full names."""
+    return [f"{prefix}.{pattern}" if prefix else pattern
+            for prefix, submodule in module.named_modules()
+            for pattern in getattr(submodule, "parameters_without_gradient", ())]
+
+
+def _assert_every_parameter_learned(module: nn.Module, what: str) -> None:
+    """After a backward pass: every trainable parameter has a gradient, but those declared in
+    ``parameters_without_gradient`` (see the module docstring); every declaration names some."""
+    names = [name for name, parameter in module.named_parameters() if parameter.requires_grad]
+    declared = _declared_without_gradient(module)
+    stale = [pattern for pattern in declared if not any(fnmatchcase(name, pattern) for name in names)]
+    assert not stale, f"{what}: parameters_without_gradient names no trainable parameter: {', '.join(stale)}"
+    parameters = dict(module.named_parameters())
+    silent = [name for name in names
+              if parameters[name].grad is None and not any(fnmatchcase(name, pattern) for pattern in declared)]
+    assert not silent, (
+        f"{what}: {len(silent)} of {len(names)} trainable parameters received no gradient: {', '.join(silent[:5])}"
+        f"{', ...' if len(silent) > 5 else ''}. Remove unused parameters, freeze those not trained "
+        "(requires_grad_(False)), or declare those a step may leave without a gradient in the module's "
+        "parameters_without_gradient")
+
+
 def _assert_trains(module: nn.Module, output_sum: torch.Tensor, what: str) -> None:
     assert torch.isfinite(output_sum), f"{what}: forward gave a non-finite value"
     output_sum.backward()
-    silent = [n for n, p in module.named_parameters() if p.requires_grad and p.grad is None]
-    assert not silent, f"{what}: parameters received no gradient (unused?): {', '.join(silent[:5])}"
+    _assert_every_parameter_learned(module, what)
 
 
 def check_backbone(registries: Registries, name: str, workdir: Path) -> None:
-    """Builds from its example; (2, 3, H, W) -> (2, out_channels, h, w); every parameter learns."""
+    """Builds from its example; (2, 3, H, W) -> (2, out_channels, h, w); every trainable parameter learns."""
     backbone = registries.backbones.build_example(name, workdir)
     assert isinstance(backbone, nn.Module), f"backbone {name!r} must build an nn.Module"
     assert isinstance(getattr(backbone, "out_channels", None), int), f"backbone {name!r} needs an int out_channels"
@@ -84,7 +129,8 @@ def check_dataset(registries: Registries, name: str, workdir: Path) -> None:
 
 
 def check_model(registries: Registries, name: str, workdir: Path) -> None:
-    """Builds from its example; finite losses that back-propagate; predict gives (B, K, 2)."""
+    """Builds from its example; finite losses that back-propagate to every trainable parameter;
+    predict gives (B, K, 2)."""
     model = registries.models.build_example(name, workdir)
     assert isinstance(model, PoseModel), f"model {name!r} must subclass posecore.models.PoseModel"
     batch = model.example_batch(_BATCH)
@@ -94,7 +140,7 @@ def check_model(registries: Registries, name: str, workdir: Path) -> None:
     total = sum(losses.values())
     assert math.isfinite(float(total.detach())), f"model {name!r}: non-finite loss {losses}"
     total.backward()
-    assert any(p.grad is not None for p in model.parameters()), f"model {name!r}: no gradient reached any parameter"
+    _assert_every_parameter_learned(model, f"model {name!r}")
     model.eval()
     result = model.predict(batch)
     assert isinstance(result, PoseResult), f"model {name!r}: predict() must return a PoseResult"
@@ -114,7 +160,9 @@ def check_preset(registries: Registries, name: str, workdir: Path) -> None:
 _CHECKS: dict[str, Callable[[Registries, str, Path], None]] = {
     "backbones": check_backbone,
     "heads": check_head,
+    "codecs": check_codec,
     "datasets": check_dataset,
+    "metrics": check_metric,
     "models": check_model,
     "presets": check_preset,
 }

@@ -2,7 +2,7 @@
 
 A preset function takes no arguments and returns an :class:`~posecore.ExperimentConfig`. The
 plugin declares it as ``"posecore_template.presets:template_tiny"``, so it runs only when the
-preset is used. COCO dataset specs come from the core's ``coco_dataset_spec`` helper.
+preset is used. COCO dataset specs come from the core's :func:`posecore.data.coco_dataset_spec`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from posecore.config import (
     ScheduleConfig,
     TrainConfig,
 )
-from posecore._presets import coco_dataset_spec
+from posecore.data import coco_dataset_spec
 
 __all__ = ["template_tiny"]
 

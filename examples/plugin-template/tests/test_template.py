@@ -9,7 +9,6 @@ import pytest
 import torch
 
 import posecore
-from posecore._plugins import get_host
 from posecore.testing import ContractCase, contract_cases
 
 
@@ -28,7 +27,7 @@ def test_contract_cases_cover_everything_the_template_registers() -> None:
 
 
 def test_default_preset_is_template_tiny() -> None:
-    assert get_host().default_preset("template").name == "template-tiny"
+    assert posecore.load_plugins().default_preset("template").name == "template-tiny"
 
 
 def test_template_tiny_builds_a_model_that_predicts_every_keypoint() -> None:

@@ -29,9 +29,8 @@ import attrs
 import numpy as np
 import yaml
 
-from posecore.data._images import read_image
-from posecore.data._metainfo import DatasetMeta
-from posecore._errors import ConfigError
+from posecore import ConfigError
+from posecore.data import DatasetMeta, read_image
 
 __all__ = ["Category", "SupportShot", "category_from_files", "load_category"]
 

@@ -29,11 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from posecore._checkpoint import ConvertedStateDict
-from posecore.codecs._base import Codec
-from posecore._components import Nested
-from posecore.data._metainfo import DatasetMeta
-from posecore.models._base import Batch, ImageNormalizer, PoseModel, PoseResult
+from posecore import ConvertedStateDict, Nested
+from posecore.codecs import Codec
+from posecore.data import DatasetMeta
+from posecore.models import Batch, ImageNormalizer, PoseModel, PoseResult
 from posecore_poseanything.transformer import (
     KeypointBranch,
     PoseAnythingTransformer,
@@ -344,15 +343,16 @@ class PoseAnything(PoseModel):
                           heatmaps=torch.sigmoid(output.similarity.float()))
 
     def example_batch(self, batch_size: int = 1) -> dict[str, Any]:
-        """Episodes of a made-up 7-keypoint category (a chain), ``num_shots`` supports each."""
-        from posecore.codecs._gaussian import msra_gaussian_heatmaps
+        """Episodes of a made-up 7-keypoint category (a chain), ``num_shots`` supports each, with
+        the codec's heatmaps (64x64 for every released model, also the 224-px legacy B)."""
+        from posecore.codecs import msra_gaussian_heatmaps
 
         width, height = self.input_size
         k = min(7, self.max_keypoints)
         generator = np.random.default_rng(0)
         meta = DatasetMeta(name="example", keypoint_names=[str(i) for i in range(k)],
                            skeleton=[(i, i + 1) for i in range(k - 1)])
-        heatmap_size = (max(1, width // 4), max(1, height // 4))
+        heatmap_size = tuple(getattr(self.codec, "heatmap_size", (max(1, width // 4), max(1, height // 4))))
 
         def sample() -> dict[str, Any]:
             keypoints = generator.uniform(0.1, 0.9, (k, 2)) * (width, height)
@@ -439,4 +439,18 @@ def _matches(state_dict: Mapping[str, torch.Tensor]) -> bool:
     return any(key.removeprefix("module.").startswith("keypoint_head.transformer.") for key in state_dict)
 
 
+def _config_for(state_dict: Mapping[str, torch.Tensor]) -> Any:
+    """The MP-100 preset (1-shot, split 1) of the architecture a released file's shapes show: the
+    weights decide only the architecture; shots and split change evaluation, not the model."""
+    from posecore import CheckpointError
+    from posecore_poseanything.presets import mp100_preset
+
+    try:
+        variant = detect_variant(state_dict)
+    except ValueError as exc:
+        raise CheckpointError(f"{exc}; name its preset with --preset") from None
+    return mp100_preset(variant, 1, 1)
+
+
 convert_original.matches = _matches  # type: ignore[attr-defined]
+convert_original.config_for = _config_for  # type: ignore[attr-defined]

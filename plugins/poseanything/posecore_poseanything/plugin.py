@@ -60,7 +60,7 @@ def posecore_presets() -> list[Preset]:
             presets.preset_name(arch, shots, split),
             functools.partial(presets.mp100_preset, arch, shots, split),
             f"Pose Anything {arch} ({presets.ARCHITECTURES[arch]['backbone']['model_name']}), {shots}-shot, "
-            f"MP-100 split {split}",
+            f"MP-100 split {split}; {presets.pretraining_note(arch)}",
             published=[_published(arch, shots, split)],
             predictor=_PREDICTOR,
         )
@@ -83,6 +83,9 @@ def posecore_converters() -> list[Converter]:
         Converter("poseanything-original", "posecore_poseanything.model:convert_original",
                   "released Pose Anything checkpoints (mmcv 1.x: backbone.* SwinV2, keypoint_head.*); Tiny, Small "
                   "and the legacy SwinV2-B"),
+        Converter("poseanything-swinv2-pretraining", "posecore_poseanything.swinv2:convert_swinv2_pretraining",
+                  "SwinV2 pre-training files (official supervised, SimMIM's encoder.*) into a Pose Anything "
+                  "model's backbone: the presets' train.init_weights"),
     ]
 
 
@@ -102,3 +105,7 @@ def posecore_cli_arguments(command: str, parser: argparse.ArgumentParser) -> Non
     group.add_argument("--original-demo-colours", action="store_true",
                        help="reproduce the released demo's bug: ImageNet mean/std applied to BGR pixels "
                        "(R and B swap statistics); off: each channel its own statistics, as in training")
+    group.add_argument("--original-demo-geometry", action="store_true",
+                       help="crop as the released demo: pad the image (or box) to a square with the mean colour "
+                       "and resize it to the input; off: the box padded 1.25x and warped, as in training and "
+                       "evaluation")

@@ -6,7 +6,9 @@
 
 The support and every query go through the preset's test pipeline: the box (the whole image
 unless ``--boxes`` gives boxes for the queries) padded 1.25x and warped into the square crop, as
-in training, so supports of any aspect ratio work and the colours are RGB throughout. The
+in training, so supports of any aspect ratio work and the colours are RGB throughout
+(``--original-demo-geometry`` and ``--original-demo-colours`` crop and normalise as the released
+demo did instead: see :mod:`posecore_poseanything.demo_geometry`). The
 predicted keypoints are mapped back through each query's crop and drawn, with the category's
 limbs, on the *original* query image; the supports are drawn too. ``predictions.json`` holds one
 row per query instance: ``file_name``, ``category`` and ``keypoints`` as ``[x, y, score] * K``
@@ -18,9 +20,7 @@ Small or the legacy SwinV2-B) by its tensor shapes; a posecore checkpoint carrie
 
 from __future__ import annotations
 
-import argparse
 import json
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,10 +28,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from posecore._api import PosePrediction, config_from_checkpoint
-from posecore.config import ExperimentConfig
-from posecore._errors import CheckpointError, ConfigError
+import posecore
+from posecore import ConfigError, PosePrediction, PredictRequest
+from posecore.config import ExperimentConfig, atomic_write_text
+from posecore.data import read_image, standard_topdown_pipeline
 from posecore_poseanything.category import Category, category_from_files, load_category
+from posecore_poseanything.demo_geometry import ResizePad
 
 __all__ = ["FewShotPose", "load_poseanything", "predict_command"]
 
@@ -43,45 +45,25 @@ def load_poseanything(checkpoint: str | Path | None = None, *, preset: str | Non
 
     The config is ``config``, else ``preset``'s, else the one a posecore checkpoint carries, else
     (a released checkpoint) the MP-100 preset of the architecture its shapes show, else the
-    plugin's default preset. Every tensor must fit: a checkpoint that does not is an error listing
-    the keys.
+    plugin's default preset (:func:`posecore.load_model` chooses, with this plugin's converters).
+    Every tensor must fit: a checkpoint that does not is an error listing the keys.
     """
-    from posecore._checkpoint import compare_state_dicts, convert_state_dict, extract_state_dict, load_checkpoint
-    from posecore.engine._builder import build_model
-    from posecore._plugins import get_host
-    from posecore_poseanything.model import detect_variant
-    from posecore_poseanything.presets import mp100_preset
+    model, config, _ = posecore.load_model(checkpoint, preset=preset, config=config, plugin="poseanything",
+                                           device=device)
+    _require_poseanything(config)
+    return model, config
 
-    host = get_host()
-    loaded = load_checkpoint(checkpoint) if checkpoint is not None else None
-    state = extract_state_dict(loaded, source=str(checkpoint)) if loaded is not None else None
-    if config is None and preset is not None:
-        config = host.registries.presets.get(preset).load()
-    if config is None and loaded is not None:
-        config = config_from_checkpoint(loaded)
-        if config is None:
-            try:
-                config = mp100_preset(detect_variant(state), 1, 1)
-            except ValueError as exc:
-                raise CheckpointError(f"{checkpoint}: {exc}; name its preset with --preset") from None
-    if config is None:
-        config = host.default_preset("poseanything").load()
+
+def _require_poseanything(config: ExperimentConfig) -> None:
     if config.model.type != "poseanything":
         raise ConfigError(f"config {config.name!r} builds a {config.model.type!r} model, not 'poseanything'")
-    model = build_model(config)
-    if state is not None:
-        expected = model.state_dict()
-        name, converted = convert_state_dict(state, expected=expected, source=str(checkpoint))
-        report = compare_state_dicts(expected, converted, converter=name)
-        if not report.clean:
-            raise CheckpointError(f"{checkpoint} does not fit {config.name!r}:\n{report.format()}")
-        model.load_state_dict(converted)
-    device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return model.to(device).eval(), config
 
 
 class FewShotPose:
     """Pose Anything on images: a category's supports in, its keypoints on query images out.
+
+    The crops, batches and mapping back to the image are :class:`posecore.Pose`'s; this adds the
+    support set, given to the model beside every query crop.
 
     Args:
         checkpoint: weights (released or posecore); ``None`` keeps the random initialisation.
@@ -90,6 +72,10 @@ class FewShotPose:
         original_demo_colours: reproduce the released demo's colour bug: it applied the ImageNet
             mean and std (RGB order) to BGR pixels, so R and B got each other's statistics
             (``False``: the statistics of each channel, as in training and evaluation).
+        original_demo_geometry: crop as the released demo: the image (or box) padded to a square
+            with the mean colour and resized to the input (``False``: the box padded 1.25x and
+            warped, as in training and evaluation); see
+            :mod:`posecore_poseanything.demo_geometry`.
 
     Example::
 
@@ -101,118 +87,99 @@ class FewShotPose:
 
     def __init__(self, checkpoint: str | Path | None = None, *, preset: str | None = None,
                  config: ExperimentConfig | None = None, device: str | torch.device | None = None,
-                 batch_size: int = 16, original_demo_colours: bool = False) -> None:
-        from posecore.engine._builder import experiment_pipeline
-
-        self.model, self.config = load_poseanything(checkpoint, preset=preset, config=config, device=device)
+                 batch_size: int = 16, original_demo_colours: bool = False,
+                 original_demo_geometry: bool = False) -> None:
+        self.pose = posecore.Pose(checkpoint, preset=preset, config=config, plugin="poseanything", device=device,
+                                  flip_test=False, batch_size=batch_size)
+        _require_poseanything(self.pose.config)
         if original_demo_colours:
             normalizer = self.model.normalizer
             normalizer.mean.copy_(normalizer.mean.flip(1))
             normalizer.std.copy_(normalizer.std.flip(1))
-        self.pipeline = experiment_pipeline(self.config, None, self.model.codec, train=False)
-        self.batch_size = batch_size
-        self.device = next(self.model.parameters()).device
+        if original_demo_geometry:
+            self.pose.pipeline = self._demo_pipeline()
 
-    def _crop(self, image: np.ndarray, box: np.ndarray, keypoints: np.ndarray, visibility: np.ndarray,
-              meta: Any, index: int) -> dict[str, Any]:
-        sample = {"image": image, "bbox": np.asarray(box, np.float32), "keypoints": keypoints, "visibility": visibility,
-                  "meta": meta, "image_id": index, "id": -1, "category_id": 0}
-        return self.pipeline(sample, np.random.default_rng(0))
+    def _demo_pipeline(self) -> Any:
+        """The test pipeline with its box crop (everything up to ``topdown_affine``) replaced by the
+        demo's :class:`ResizePad`, padding with the normalisation's mean (0 once normalised, as in
+        the demo, whichever channel order ``original_demo_colours`` chose)."""
+        specs = list(self.config.data.test_pipeline) or standard_topdown_pipeline(train=False)
+        types = [spec.type for spec in specs]
+        if "topdown_affine" not in types:
+            raise ConfigError(f"config {self.config.name!r}: original_demo_geometry replaces the test pipeline's "
+                              f"'topdown_affine', which it does not have ({', '.join(types)})")
+        after = self.pose.pipeline.transforms[types.index("topdown_affine") + 1:]
+        fill = tuple(int(round(v)) for v in self.model.normalizer.mean.flatten().tolist())
+        steps = [ResizePad(self.model.input_size, fill), *after]
+
+        def pipeline(sample: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+            for step in steps:
+                sample = step(sample, rng)
+            return sample
+
+        return pipeline
+
+    @property
+    def model(self) -> Any:
+        return self.pose.model
+
+    @property
+    def config(self) -> ExperimentConfig:
+        return self.pose.config
 
     def support_samples(self, category: Category) -> list[dict[str, Any]]:
         """The category's shots as crops with their heatmap targets, ready for a batch."""
-        meta = category.meta
-        return [self._crop(shot.image, shot.bbox, shot.keypoints, shot.visibility, meta, -1 - index)
+        return [self.pose.crop(shot.image, shot.bbox, keypoint_set=category.meta, keypoints=shot.keypoints,
+                               visibility=shot.visibility, image_id=-1 - index)
                 for index, shot in enumerate(category.shots)]
 
     def __call__(self, category: Category, images: Sequence[str | Path | np.ndarray],
                  boxes: Sequence[Sequence[Sequence[float]] | None] | None = None) -> list[PosePrediction]:
         """The category's keypoints on every box of every image (the whole image when its boxes
         are ``None``), in image pixels."""
-        from posecore.data._images import read_image
-        from posecore.data._sample import collate_samples
-        from posecore.engine._evaluation import crop_to_image, move_to_device
-
-        arrays = [read_image(image) if isinstance(image, (str, Path)) else np.asarray(image) for image in images]
-        boxes = list(boxes) if boxes is not None else [None] * len(arrays)
-        if len(boxes) != len(arrays):
-            raise ConfigError(f"{len(arrays)} query images but {len(boxes)} box lists; give one list (or None) each")
-        supports = self.support_samples(category)
-        k = category.num_keypoints
-        crops = []
-        for index, (array, image_boxes) in enumerate(zip(arrays, boxes, strict=True)):
-            height, width = array.shape[:2]
-            for box in image_boxes if image_boxes is not None else [[0.0, 0.0, width - 1.0, height - 1.0]]:
-                crops.append((index, np.asarray(box, np.float32)[:4]))
-        keypoints, scores, warps = [], [], []
-        for start in range(0, len(crops), self.batch_size):
-            chunk = crops[start:start + self.batch_size]
-            samples = [self._crop(arrays[i], box, np.zeros((k, 2), np.float32), np.zeros(k, np.float32),
-                                  category.meta, i) for i, box in chunk]
-            batch = move_to_device(collate_samples(samples), self.device)
-            batch["support"] = [supports] * len(samples)
-            with torch.inference_mode():
-                prediction = self.model.predict(batch)
-            keypoints.append(crop_to_image(prediction.keypoints[:, :k].float(), batch["warp"]).float().cpu().numpy())
-            scores.append(prediction.scores[:, :k].float().cpu().numpy())
-            warps.append(batch["warp"].cpu().numpy())
-        stacked = [np.concatenate(part) if part else np.zeros((0, k, 2)) for part in (keypoints, scores, warps)]
-        results = []
-        for index in range(len(arrays)):
-            rows = [i for i, (image_index, _) in enumerate(crops) if image_index == index]
-            results.append(PosePrediction(keypoints=stacked[0][rows], scores=stacked[1][rows],
-                                          boxes=np.stack([crops[i][1] for i in rows]), warps=stacked[2][rows]))
-        return results
+        return self.pose(list(images), boxes, keypoint_set=category.meta,
+                         batch_extras={"support": self.support_samples(category)})
 
 
-def _category(args: argparse.Namespace) -> Category:
-    separate = args.support or args.support_keypoints or args.skeleton
-    if args.category:
+def _category(options: dict[str, Any]) -> Category:
+    separate = options["support"] or options["support_keypoints"] or options["skeleton"]
+    if options["category"]:
         if separate:
             raise ConfigError("give either --category FILE or --support/--support-keypoints/--skeleton, not both")
-        return load_category(args.category)
-    return category_from_files(args.support, args.support_keypoints, args.skeleton)
+        return load_category(options["category"])
+    return category_from_files(options["support"], options["support_keypoints"], options["skeleton"])
 
 
-def predict_command(args: argparse.Namespace) -> int:
-    """``posecore predict`` for Pose Anything presets (``Preset.predictor``)."""
-    from posecore._cli.predict import VIDEO_SUFFIXES, boxes_for, expand_inputs, load_boxes
-    from posecore.config import atomic_write_text
-    from posecore.data._images import read_image
-    from posecore._visualize import draw_pose, save_image
-
-    category = _category(args)
-    if not args.inputs:
+def predict_command(request: PredictRequest) -> int:
+    """``posecore predict`` for Pose Anything presets (their :class:`posecore.Predictor`)."""
+    options = dict(request.options)
+    category = _category(options)
+    if not request.inputs:
         raise ConfigError("give at least one QUERY: an image or a folder of images to find the support's keypoints in")
-    files = list(expand_inputs(args.inputs))
-    videos = [str(path) for path in files if path.suffix.lower() in VIDEO_SUFFIXES]
-    if videos:
-        raise ConfigError(f"poseanything predicts images, not videos ({videos[0]}); extract the frames first")
-    pose = FewShotPose(args.checkpoint, preset=args.preset, device=args.device,
-                       original_demo_colours=getattr(args, "original_demo_colours", False))
-    if args.checkpoint is None:
+    if request.videos:
+        raise ConfigError(f"poseanything predicts images, not videos ({request.videos[0]}); extract the frames first")
+    pose = FewShotPose(request.checkpoint, preset=request.preset, device=request.device,
+                       original_demo_colours=options.get("original_demo_colours", False),
+                       original_demo_geometry=options.get("original_demo_geometry", False))
+    if request.checkpoint is None:
         print("posecore predict: no --checkpoint, so the model has random weights", flush=True)
-    boxes = load_boxes(args.boxes, args.box_score_thr)
-    output = Path(args.output or Path("runs") / f"predict-{time.strftime('%Y%m%d-%H%M%S')}")
-    output.mkdir(parents=True, exist_ok=True)
     meta = category.meta
     for index, shot in enumerate(category.shots):
-        save_image(draw_pose(shot.image, shot.keypoints, shot.visibility, meta), output / f"support{index}.jpg")
+        posecore.save_image(posecore.draw_pose(shot.image, shot.keypoints, shot.visibility, meta),
+                            request.output / f"support{index}.jpg")
     rows = []
-    for image_id, path in enumerate(files, start=1):
+    for image_id, path in enumerate(request.images, start=1):
         image = read_image(path)
-        image_boxes = boxes_for(path, boxes)
+        image_boxes = request.boxes_for(path)
         [prediction] = pose(category, [image], [image_boxes])
         canvas = image
         for keypoints, scores, box in zip(prediction.keypoints, prediction.scores, prediction.boxes, strict=True):
-            canvas = draw_pose(canvas, keypoints, scores, meta, threshold=args.keypoint_thr,
-                               bbox=box if image_boxes is not None else None)
-            triplets = np.concatenate([keypoints, scores[:, None]], axis=1).ravel()
-            x1, y1, x2, y2 = (float(v) for v in box)
-            rows.append({"image_id": image_id, "file_name": path.name, "category": category.name,
-                         "keypoints": [round(float(v), 2) for v in triplets], "bbox": [x1, y1, x2 - x1, y2 - y1]})
-        save_image(canvas, output / f"{path.stem}.jpg")
-    atomic_write_text(output / "predictions.json", json.dumps(rows))
+            canvas = posecore.draw_pose(canvas, keypoints, scores, meta, threshold=request.keypoint_threshold,
+                                        bbox=box if image_boxes is not None else None)
+        rows += posecore.prediction_rows(prediction, image_id, path.name, category=category.name)
+        posecore.save_image(canvas, request.output / f"{path.stem}.jpg")
+    atomic_write_text(request.output / "predictions.json", json.dumps(rows))
     print(f"posecore predict: {category.name!r} ({category.num_keypoints} keypoints, {len(category.shots)} "
-          f"shot(s)) on {len(rows)} instance(s) in {len(files)} image(s); results and pictures in {output}")
+          f"shot(s)) on {len(rows)} instance(s) in {len(request.images)} image(s); results and pictures in "
+          f"{request.output}")
     return 0

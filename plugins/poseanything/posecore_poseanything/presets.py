@@ -13,8 +13,11 @@ averaged per query over the keypoints visible in the query and in every support.
 Data paths are relative to ``--data ROOT``: ``data/mp100/annotations/mp100_split{n}_{train,val,test}.json``
 and ``data/mp100/images/<category folder>/<file>``. Skeletons are the PoseAnything release's
 (``skeleton="updated"``, 0-based for every category, what the released weights were trained with),
-whichever release the files are. The SwinV2 pre-training is not set (it needs a file, see the
-README): pass ``model.backbone.pretrained=FILE`` to train as the paper did.
+whichever release the files are. Training starts, as the released configs do, from the SwinV2
+pre-training file each architecture names (:data:`PRETRAINED`, ``train.init_weights``, read from
+``pretrained/`` in the working directory like the configs' ``pretrained=``); a run without that
+file stops and says what to download, and ``train.init_weights=null`` trains from scratch
+instead, which the paper did not do. Evaluating, converting or predicting never reads it.
 """
 
 from __future__ import annotations
@@ -23,22 +26,42 @@ from typing import Any
 
 from posecore.config import DataConfig, EvalConfig, ExperimentConfig, OptimizerConfig, ScheduleConfig, TrainConfig
 
-__all__ = ["ARCHITECTURES", "PUBLISHED_PCK", "SHOTS", "SPLITS", "mp100_preset", "preset_name", "tiny_synthetic"]
+__all__ = ["ARCHITECTURES", "PRETRAINED", "PUBLISHED_PCK", "SHOTS", "SPLITS", "mp100_preset", "preset_name",
+           "tiny_synthetic"]
 
 SPLITS = (1, 2, 3, 4, 5)
 SHOTS = (1, 5)
 
-#: Backbone, crop size, head width and training batch per released architecture (brief table 1).
+#: Backbone, crop size, heatmap size, head width and training batch per released architecture
+#: (brief table 1). Every released config draws 64x64 heatmaps: stride 4 at 256 px, 3.5 at 224 px.
 ARCHITECTURES: dict[str, dict[str, Any]] = {
     "tiny": {"backbone": {"model_name": "swinv2_tiny_window16_256", "img_size": 256, "drop_path_rate": 0.2},
-             "input": 256, "channels": 768, "batch_size": {1: 16, 5: 8}},
+             "input": 256, "heatmap": 64, "channels": 768, "batch_size": {1: 16, 5: 8}},
     "small": {"backbone": {"model_name": "swinv2_small_window16_256", "img_size": 256, "drop_path_rate": 0.3},
-              "input": 256, "channels": 768, "batch_size": {1: 8, 5: 8}},
+              "input": 256, "heatmap": 64, "channels": 768, "batch_size": {1: 8, 5: 8}},
     # The December 2023 "Small" (paper v1): SwinV2-B at 224 px with a learned x2 upsampler.
     "base-legacy": {"backbone": {"model_name": "swinv2_base_window12_192", "img_size": 224, "window_size": 14,
                                  "pretrained_window_sizes": [12, 12, 12, 6], "upsample": "deconv",
                                  "drop_path_rate": 0.1},
-                    "input": 224, "channels": 1024, "batch_size": {1: 8}},
+                    "input": 224, "heatmap": 64, "channels": 1024, "batch_size": {1: 8, 5: 8}},
+}
+
+#: The SwinV2 pre-training each released config starts from (its ``pretrained=``): the local path
+#: the presets read, what the file is, and where to download it (the authors also keep every one
+#: in https://drive.google.com/drive/folders/1-q4mSxlNAUwDlevc3Hm5Ij0l_2OGkrcg).
+PRETRAINED: dict[str, tuple[str, str, str]] = {
+    "tiny": ("pretrained/swinv2_tiny_patch4_window16_256.pth",
+             "the official supervised SwinV2-T (ImageNet-1k, window 16, 256 px)",
+             "https://github.com/SwinTransformer/storage/releases/download/v2.0.0/"
+             "swinv2_tiny_patch4_window16_256.pth"),
+    "small": ("pretrained/swinv2_small_1k_500k.pth",
+              "SimMIM's SwinV2-S (masked-image pre-training, ImageNet-1k, 500k iterations)",
+              "https://huggingface.co/zdaxie/SimMIM/resolve/main/simmim_swinv2_pretrain_models/"
+              "swinv2_small_1k_500k.pth"),
+    "base-legacy": ("pretrained/swinv2_base_22k_500k.pth",
+                    "SimMIM's SwinV2-B (masked-image pre-training, ImageNet-22k, 500k iterations)",
+                    "the PoseAnything authors' folder of pre-trained SwinV2 files, "
+                    "https://drive.google.com/drive/folders/1-q4mSxlNAUwDlevc3Hm5Ij0l_2OGkrcg"),
 }
 
 #: PCK@0.2 (percent) on the MP-100 test split of splits 1..5, from the PoseAnything README.
@@ -48,6 +71,7 @@ PUBLISHED_PCK: dict[tuple[str, int], tuple[float, ...]] = {
     ("tiny", 5): (94.24, 91.32, 90.15, 90.37, 89.73),
     ("small", 5): (96.67, 91.48, 92.62, 90.95, 92.41),
     ("base-legacy", 1): (93.66, 90.42, 89.79, 88.68, 89.61),
+    ("base-legacy", 5): (96.51, 92.15, 91.99, 92.01, 92.36),
 }
 
 #: Where each row was published.
@@ -64,6 +88,14 @@ MAIN_METRIC = "PCK@0.2/instance"
 
 def preset_name(arch: str, shots: int, split: int) -> str:
     return f"poseanything-{arch}-{shots}shot-split{split}"
+
+
+def pretraining_note(arch: str) -> str:
+    """What a preset of ``arch`` starts from and where to get it (in its description, and so in
+    the message of a run whose file is missing)."""
+    path, what, source = PRETRAINED[arch]
+    return (f"training starts from {what}, read from {path} (train.init_weights): get it from {source}; "
+            "train.init_weights=null trains from scratch instead")
 
 
 def pck_evaluation() -> EvalConfig:
@@ -95,8 +127,12 @@ def _mp100(split: int, part: str, shots: int, num_episodes: int) -> dict[str, An
 
 def mp100_preset(arch: str, shots: int, split: int) -> ExperimentConfig:
     """One cell of the published table: ``arch`` in ``ARCHITECTURES``, 1 or 5 shots, split 1..5."""
+    if (arch, shots) not in PUBLISHED_PCK or split not in SPLITS:
+        cells = ", ".join(f"{a} {s}-shot" for a, s in PUBLISHED_PCK)
+        raise ValueError(f"Pose Anything has no released {arch} {shots}-shot model for split {split} "
+                         f"(released: {cells}; splits {SPLITS[0]}..{SPLITS[-1]})")
     facts = ARCHITECTURES[arch]
-    size = facts["input"]
+    size, heatmap = facts["input"], facts["heatmap"]
     return ExperimentConfig(
         name=preset_name(arch, shots, split),
         model={
@@ -110,7 +146,7 @@ def mp100_preset(arch: str, shots: int, split: int) -> ExperimentConfig:
             "max_keypoints": 100,
             "num_shots": shots,
         },
-        codec={"type": "msra_heatmap", "input_size": [size, size], "heatmap_size": [size // 4, size // 4],
+        codec={"type": "msra_heatmap", "input_size": [size, size], "heatmap_size": [heatmap, heatmap],
                "sigma": 1.0},
         data=DataConfig(
             train=[_mp100(split, "train", shots, 0)],
@@ -124,6 +160,7 @@ def mp100_preset(arch: str, shots: int, split: int) -> ExperimentConfig:
         ),
         train=TrainConfig(
             epochs=200,
+            init_weights=PRETRAINED[arch][0],
             optimizer=OptimizerConfig(type="adam", lr=1e-5, weight_decay=0.0),
             schedule=ScheduleConfig(type="step", milestones=(160, 180), warmup_iters=1000, warmup_ratio=0.001),
             seed=1,

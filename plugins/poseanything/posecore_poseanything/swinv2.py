@@ -3,8 +3,8 @@
 SwinV2 (Liu et al., "Swin Transformer V2", CVPR 2022) through ``timm``: the final LayerNorm'd
 stage ``(B, h, w, C)`` becomes NCHW and is upsampled x2, bilinearly (the released Tiny and Small
 models: 8x8 -> 16x16 at 256 px) or by a learned ``ConvTranspose2d(C, C, 2, stride 2)`` (the
-legacy SwinV2-B model at 224 px: 7x7 -> 14x14). timm builds the same blocks as the official code;
-its stage-wise drop-path schedule differs slightly, which only matters for training.
+legacy SwinV2-B model at 224 px: 7x7 -> 14x14). timm builds the same blocks as the official code,
+with the same stochastic-depth schedule (linear in the block index over all blocks).
 
 Pre-trained initialisation reads the files the released configs name: the official supervised
 SwinV2 (``{'model': ...}``, e.g. ``swinv2_tiny_patch4_window16_256.pth``) and SimMIM
@@ -14,7 +14,7 @@ timm's own weights of the model (from its local cache: nothing is downloaded her
 
 from __future__ import annotations
 
-import warnings
+import re
 from collections.abc import Mapping
 from types import SimpleNamespace
 from typing import Any, Literal
@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from posecore._errors import CheckpointError
+import posecore
 
-__all__ = ["SwinV2Backbone", "load_swinv2_pretrained", "swinv2_pretrained_state_dict"]
+__all__ = ["SwinV2Backbone", "convert_swinv2_pretraining", "load_swinv2_pretrained", "swinv2_pretrained_state_dict"]
 
 
 class SwinV2Backbone(nn.Module):
@@ -103,19 +103,40 @@ def swinv2_pretrained_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict
     return {key: value for key, value in filtered.items() if not key.startswith("head.")}
 
 
-def load_swinv2_pretrained(model: nn.Module, path: str) -> None:
-    """Initialise a timm SwinV2 from a pre-training file; warns with the keys that did not fit."""
-    from posecore._checkpoint import compare_state_dicts, extract_state_dict, load_checkpoint
+_SWINV2_BLOCK = re.compile(r"^(encoder\.)?layers\.\d+\.blocks\.\d+\.attn\.(cpb_mlp|rpe_mlp)\.")
 
-    checkpoint = load_checkpoint(path)
-    state = swinv2_pretrained_state_dict(extract_state_dict(checkpoint, source=path))
-    expected = model.state_dict()
-    report = compare_state_dicts(expected, state)
-    fitting = {k: v for k, v in state.items() if k in expected and tuple(v.shape) == tuple(expected[k].shape)}
-    if not fitting:
-        raise CheckpointError(f"{path}: none of its tensors fits the SwinV2 backbone (is it a SwinV2 pre-training "
-                              f"file, official or SimMIM?):\n{report.format()}")
-    if not report.clean:
-        warnings.warn(f"{path}: initialised {len(fitting)} of {len(expected)} SwinV2 tensors:\n{report.format()}",
-                      stacklevel=2)
-    model.load_state_dict(fitting, strict=False)
+
+def _is_swinv2_pretraining(state_dict: Mapping[str, torch.Tensor]) -> bool:
+    return any(_SWINV2_BLOCK.match(key) for key in state_dict)
+
+
+def _dropped_reason(key: str) -> str | None:
+    if key.startswith("decoder.") or key.endswith("mask_token"):
+        return "SimMIM's reconstruction decoder and mask token, used only in pre-training"
+    if key.startswith("head."):
+        return "the SwinV2 ImageNet classifier, never used by Pose Anything"
+    if key.rsplit(".", 1)[-1] in ("relative_position_index", "relative_coords_table", "attn_mask"):
+        return "a SwinV2 buffer that timm recomputes"
+    return None
+
+
+def convert_swinv2_pretraining(state_dict: Mapping[str, torch.Tensor]) -> posecore.ConvertedStateDict:
+    """A SwinV2 pre-training file (official supervised or SimMIM) -> a Pose Anything model's
+    backbone, ``backbone.swin.*``: what ``train.init_weights`` of the MP-100 presets reads, through
+    posecore's one loading path (the head keeps its initialisation, as in the released training)."""
+    converted = posecore.ConvertedStateDict(
+        {"backbone.swin." + key: value for key, value in swinv2_pretrained_state_dict(state_dict).items()})
+    for key in state_dict:
+        reason = _dropped_reason(key.removeprefix("encoder."))
+        if reason is not None:
+            converted.dropped[key] = reason
+    return converted
+
+
+convert_swinv2_pretraining.matches = _is_swinv2_pretraining  # type: ignore[attr-defined]
+
+
+def load_swinv2_pretrained(model: nn.Module, path: str) -> None:
+    """Initialise a timm SwinV2 from a pre-training file (official or SimMIM) through posecore's
+    loading path; warns with the keys that did not fit."""
+    posecore.load_weights(model, path, swinv2_pretrained_state_dict)

@@ -27,8 +27,8 @@ def episode(model: Any, k: int, skeleton: list[tuple[int, int]], *, shots: int =
             missing: tuple[int, ...] = ()) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(query sample, support samples) of a made-up category of ``k`` keypoints, as the test
     pipeline leaves them; ``missing`` keypoints are not visible in the first support."""
-    from posecore.codecs._gaussian import msra_gaussian_heatmaps
-    from posecore.data._metainfo import DatasetMeta
+    from posecore.codecs import msra_gaussian_heatmaps
+    from posecore.data import DatasetMeta
 
     width, height = model.input_size
     rng = np.random.default_rng(seed)
@@ -48,7 +48,7 @@ def episode(model: Any, k: int, skeleton: list[tuple[int, int]], *, shots: int =
 
 
 def batch_of(episodes: list[tuple[dict[str, Any], list[dict[str, Any]]]]) -> dict[str, Any]:
-    from posecore.data._sample import collate_samples
+    from posecore.data import collate_samples
 
     batch = collate_samples([query for query, _ in episodes])
     batch["support"] = [supports for _, supports in episodes]

@@ -14,7 +14,8 @@ from posecore_poseanything.swinv2 import swinv2_pretrained_state_dict
 from released_layout import mmcv_checkpoint, original_shapes, original_state_dict
 
 import posecore
-from posecore._checkpoint import compare_state_dicts, load_weights
+from posecore import load_weights
+from posecore._checkpoint import compare_state_dicts
 
 PRESETS = {"tiny": "poseanything-tiny-1shot-split1", "small": "poseanything-small-1shot-split1",
            "base-legacy": "poseanything-base-legacy-1shot-split1"}
@@ -111,3 +112,47 @@ def test_swinv2_pretraining_files_initialise_the_backbone(tmp_path: Path) -> Non
         loaded = posecore.build("backbones", {"type": "poseanything_swinv2", "pretrained": str(path)})
     np.testing.assert_array_equal(loaded.swin.state_dict()["layers.2.downsample.norm.weight"].numpy(),
                                   backbone_keys["layers.1.downsample.norm.weight"].numpy())
+
+
+def test_a_legacy_5_shot_file_loads_into_its_5_shot_preset(tmp_path: Path) -> None:
+    """The legacy SwinV2-B 5-shot weights have the 1-shot architecture; their own preset evaluates
+    5-shot episodes (before, no such preset existed and the 1-shot one was the only choice)."""
+    from posecore_poseanything.predictor import load_poseanything
+
+    path = tmp_path / "5shot-swin_graph_split3.pth"
+    torch.save(mmcv_checkpoint(original_state_dict("base-legacy", seed=5)), path)
+    model, config = load_poseanything(path, preset="poseanything-base-legacy-5shot-split3", device="cpu")
+    assert config.name == "poseanything-base-legacy-5shot-split3" and model.num_shots == 5
+    assert config.data.test[0].args["num_shots"] == 5 and config.codec.args["heatmap_size"] == [64, 64]
+
+
+def _official_swinv2_file(path: Path) -> dict[str, torch.Tensor]:
+    """An official SwinV2-T pre-training file (``{'model': ...}``, the classifier included) with
+    random weights; returns its tensors."""
+    tensors = {k.removeprefix("backbone."): v for k, v in original_state_dict("tiny", seed=7).items()
+               if k.startswith("backbone.")}
+    torch.save({"model": tensors, "optimizer": {}, "epoch": 300}, path)
+    return tensors
+
+
+def test_a_pretraining_file_initialises_a_whole_model_through_the_one_loading_path(tmp_path: Path) -> None:
+    """What ``train.init_weights`` of the MP-100 presets does: ``load_weights`` recognises an official
+    or SimMIM SwinV2 file, fills ``backbone.swin`` and leaves the head as initialised."""
+    official = _official_swinv2_file(tmp_path / "swinv2_tiny_patch4_window16_256.pth")
+    simmim = {"encoder." + k.replace("cpb_mlp", "rpe_mlp"): v for k, v in official.items() if not k.startswith("head.")}
+    simmim.update({"encoder.mask_token": torch.zeros(1, 1, 96), "decoder.0.weight": torch.zeros(3072, 768, 1, 1)})
+    torch.save({"model": simmim}, tmp_path / "simmim.pth")
+    for file_name in ("swinv2_tiny_patch4_window16_256.pth", "simmim.pth"):
+        torch.manual_seed(0)
+        model = posecore.build_model(posecore.get_preset(PRESETS["tiny"]))
+        head = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("head.")}
+        report = load_weights(model, tmp_path / file_name, warn=False)
+        assert report.converter == "poseanything-swinv2-pretraining"
+        assert not report.unexpected and not report.mismatched
+        assert report.missing and all(key.startswith("head.") for key in report.missing)
+        loaded = model.state_dict()
+        assert torch.equal(loaded["backbone.swin.layers.3.downsample.reduction.weight"],
+                           official["layers.2.downsample.reduction.weight"])
+        assert torch.equal(loaded["backbone.swin.layers.1.blocks.1.attn.cpb_mlp.0.weight"],
+                           official["layers.1.blocks.1.attn.cpb_mlp.0.weight"])
+        assert all(torch.equal(loaded[k], v) for k, v in head.items())

@@ -18,8 +18,8 @@ from posecore_poseanything.transformer import (
 )
 
 import posecore
-from posecore.config import apply_overrides
 from posecore._plugins import get_host
+from posecore.config import apply_overrides
 
 
 def test_adjacency_is_symmetrised_masked_and_row_normalised() -> None:
@@ -194,6 +194,18 @@ def test_swinv2_backbone_upsamples_the_normalised_last_stage() -> None:
     assert isinstance(deconv.upsample, torch.nn.ConvTranspose2d) and deconv(images).shape == (2, 128, 4, 4)
 
 
+@pytest.mark.parametrize(("model_name", "rate"), [("swinv2_tiny_window16_256", 0.2), ("swinv2_small_window16_256", 0.3)])
+def test_timms_drop_path_schedule_is_the_released_per_block_one(model_name: str, rate: float) -> None:
+    """The released SwinV2 spreads stochastic depth linearly over all blocks
+    (``torch.linspace(0, rate, sum(depths))``); timm's schedule, split by stage, is the same."""
+    with torch.device("meta"):
+        backbone = posecore.build("backbones", {"type": "poseanything_swinv2", "model_name": model_name,
+                                                "drop_path_rate": rate})
+    blocks = [block for stage in backbone.swin.layers for block in stage.blocks]
+    probabilities = [getattr(block.drop_path1, "drop_prob", 0.0) for block in blocks]
+    assert probabilities == [x.item() for x in torch.linspace(0, rate, len(blocks))]
+
+
 def _distinct_models() -> dict[str, list[str]]:
     """Preset names grouped by identical model spec (the splits of one cell share a model)."""
     import json
@@ -207,7 +219,7 @@ def _distinct_models() -> dict[str, list[str]]:
 
 def test_presets_share_a_model_per_architecture_and_shot_count() -> None:
     groups = sorted(sorted(names) for names in _distinct_models().values())
-    assert len(groups) == 6  # tiny/small x 1/5-shot, legacy B 1-shot, the synthetic default
+    assert len(groups) == 7  # tiny/small/legacy B x 1/5-shot, the synthetic default
     assert all(len(names) == 5 for names in groups if names[0] != "poseanything-tiny-synthetic")
 
 

@@ -15,10 +15,10 @@ from poseanything_helpers import small_synthetic_config
 from posecore_poseanything.category import Category, SupportShot, category_from_files, load_category
 from posecore_poseanything.predictor import FewShotPose
 
+from posecore import ConfigError
 from posecore._checkpoint import save_checkpoint
 from posecore.config import dump_config
-from posecore.data._images import read_image
-from posecore._errors import ConfigError
+from posecore.data import read_image
 
 
 def _write_image(path: Path, image_rgb: np.ndarray) -> Path:
@@ -76,7 +76,7 @@ def test_category_file_with_relative_images_one_based_skeleton_and_hidden_keypoi
     ({"supports": [{"image": "missing.png", "keypoints": [[1, 2]]}]}, "cannot read image"),
 ])
 def test_category_file_errors_name_the_field(tmp_path: Path, document: dict, message: str) -> None:
-    from posecore._errors import DataError
+    from posecore import DataError
 
     _write_image(tmp_path / "shot.png", _support_image()[0])
     (tmp_path / "c.json").write_text(json.dumps(document))
@@ -114,11 +114,12 @@ def test_the_released_demos_colour_bug_is_a_flag(small_checkpoint: Path) -> None
 def test_few_shot_pose_maps_keypoints_back_as_evaluation_does(small_checkpoint: Path, synthetic_cache: str) -> None:
     """The predictor's result on an episode's query image equals the engine's evaluation result for
     that episode: same supports, same crops, same mapping to the original image."""
+    from posecore._plugins import get_host
     from posecore.engine._builder import build_eval_sets
     from posecore.engine._evaluation import predict_dataset
 
     pose = FewShotPose(small_checkpoint, device="cpu")
-    [eval_set] = build_eval_sets(pose.config)
+    [eval_set] = build_eval_sets(pose.config, get_host().registries)
     results = predict_dataset(pose.model, eval_set.dataset, batch_size=4)
     dataset = eval_set.dataset.dataset
     for index in (0, len(dataset) - 1):
@@ -188,3 +189,66 @@ def test_predict_command_explains_a_missing_support(small_checkpoint: Path, tmp_
     assert main(["predict", "--plugin", "poseanything", "--support", str(tmp_path / "q.png"),
                  str(tmp_path / "q.png")]) == 2
     assert "one --support-keypoints FILE per --support IMAGE" in capsys.readouterr().err
+
+
+def _resize_pad_reference(image: np.ndarray, size: int, fill: tuple[int, int, int]) -> np.ndarray:
+    """The released demo's crop, computed as it is defined (pad the shorter side by (long - short) // 2
+    on each side, then a bilinear resize without antialiasing), with torch, in float."""
+    height, width = image.shape[:2]
+    tensor = torch.from_numpy(image).permute(2, 0, 1).float()[None] - torch.tensor(fill).view(1, 3, 1, 1)
+    pad = [(height - width) // 2] * 2 + [0, 0] if height > width else [0, 0] + [(width - height) // 2] * 2
+    padded = torch.nn.functional.pad(tensor, pad)  # zero once the mean is taken off, as the demo pads
+    resized = torch.nn.functional.interpolate(padded, size=(size, size), mode="bilinear", align_corners=False)
+    return (resized[0] + torch.tensor(fill).view(3, 1, 1)).permute(1, 2, 0).numpy()
+
+
+@pytest.mark.parametrize(("width", "height"), [(150, 90), (61, 130)])
+def test_the_released_demos_geometry_is_a_flag(small_checkpoint: Path, tmp_path: Path, width: int, height: int) -> None:
+    """Off by default: the box padded 1.25x and warped, as in training. On: the image padded to a
+    square with the mean colour and resized, as the released demo's ``Resize_Pad`` (odd
+    differences leave it a pixel short of square, as there); keypoints follow the same map."""
+    image, points = _support_image(width=width, height=height)
+    _write_image(tmp_path / "shot.png", image)
+    (tmp_path / "points.json").write_text(json.dumps(points))
+    category = category_from_files([tmp_path / "shot.png"], [tmp_path / "points.json"], None)
+    pose = FewShotPose(small_checkpoint, device="cpu", original_demo_geometry=True)
+    [support] = pose.support_samples(category)
+    fill = (124, 116, 104)  # the ImageNet mean, 0 once normalised
+    crop = support["image"].permute(1, 2, 0).numpy().astype(float)
+    reference = _resize_pad_reference(read_image(tmp_path / "shot.png"), 64, fill)
+    assert np.abs(crop - reference).max() <= 1.0, "the demo's pad-and-resize, to the grey level"
+    left, top = ((height - width) // 2, 0) if height > width else (0, (width - height) // 2)
+    scale = np.array([64 / (width + 2 * left), 64 / (height + 2 * top)])
+    expected = (np.asarray(points) + [left + 0.5, top + 0.5]) * scale - 0.5
+    np.testing.assert_allclose(support["keypoints"], expected, atol=1e-4)
+    default = FewShotPose(small_checkpoint, device="cpu").support_samples(category)[0]
+    assert not np.allclose(default["keypoints"], expected, atol=1.0)
+
+
+def test_the_demo_geometry_maps_predictions_back_and_reaches_the_command(small_checkpoint: Path,
+                                                                       tmp_path: Path) -> None:
+    from posecore._cli.main import main
+
+    image, points = _support_image()
+    _write_image(tmp_path / "support.png", image)
+    (tmp_path / "points.json").write_text(json.dumps(points))
+    query = np.random.default_rng(3).integers(0, 255, (120, 200, 3), dtype=np.uint8)
+    _write_image(tmp_path / "query.png", query)
+    category = category_from_files([tmp_path / "support.png"], [tmp_path / "points.json"], None)
+    pose = FewShotPose(small_checkpoint, device="cpu", original_demo_geometry=True)
+    [prediction] = pose(category, [tmp_path / "query.png"])
+    [warp] = prediction.warps
+    in_crop = prediction.keypoints[0] @ warp[:, :2].T + warp[:, 2]
+    # the whole 200 x 120 query, padded by 40 rows above and below, scaled by 64 / 200
+    np.testing.assert_allclose(warp, [[0.32, 0, 0.5 * 0.32 - 0.5], [0, 0.32, 40.5 * 0.32 - 0.5]], atol=1e-6)
+    assert ((in_crop >= -1e-3) & (in_crop <= 64 + 1e-3)).all(), "the sigmoid outputs, in the crop"
+    rows = {}
+    for flag in ([], ["--original-demo-geometry"]):
+        out = tmp_path / f"out{len(flag)}"
+        assert main(["predict", "--plugin", "poseanything", "--checkpoint", str(small_checkpoint), "--device", "cpu",
+                     "--support", str(tmp_path / "support.png"), "--support-keypoints", str(tmp_path / "points.json"),
+                     str(tmp_path / "query.png"), "--output", str(out), *flag]) == 0
+        [rows[bool(flag)]] = json.loads((out / "predictions.json").read_text())
+    demo = np.array(rows[True]["keypoints"]).reshape(3, 3)[:, :2]
+    np.testing.assert_allclose(demo, prediction.keypoints[0], atol=0.01)  # the file rounds to 0.01
+    assert not np.allclose(np.array(rows[False]["keypoints"]).reshape(3, 3)[:, :2], demo, atol=0.5)

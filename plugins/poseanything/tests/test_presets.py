@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
-from posecore_poseanything.presets import PUBLISHED_PCK
+from posecore_poseanything.presets import PUBLISHED_PCK, SPLITS
 
 import posecore
 from posecore._plugins import get_host
@@ -21,8 +22,8 @@ def test_contract(case: ContractCase, tmp_path: Path) -> None:
 def test_the_plugin_registers_its_components_through_the_hooks() -> None:
     components = get_host().records["poseanything"].components
     assert components["backbones"] == ["poseanything_swinv2"] and components["models"] == ["poseanything"]
-    assert components["converters"] == ["poseanything-original"]
-    assert len(components["presets"]) == 26
+    assert components["converters"] == ["poseanything-original", "poseanything-swinv2-pretraining"]
+    assert len(components["presets"]) == 31
     assert get_host().default_preset("poseanything").name == "poseanything-tiny-synthetic"
 
 
@@ -100,3 +101,57 @@ def test_flops_command_measures_a_preset(capsys) -> None:
     assert figures["input_shape"] == [1, 3, 256, 256]
     # one query and one support through SwinV2-T (about 5.9 GMACs each) plus the head
     assert 12.0 < figures["GFLOPs"] < 16.0
+
+
+def test_the_legacy_b_draws_64x64_heatmaps_at_224_px_as_its_configs() -> None:
+    """The December 2023 configs set ``image_size=[224, 224], heatmap_size=[64, 64]``: stride 3.5,
+    for the supports' pooling and the query's target alike (not 224 / 4 = 56)."""
+    from posecore.data import DatasetMeta
+    from posecore.engine._builder import build_codec, experiment_pipeline
+
+    for shots in (1, 5):
+        config = posecore.get_preset(f"poseanything-base-legacy-{shots}shot-split2")
+        assert config.codec.args == {"input_size": [224, 224], "heatmap_size": [64, 64], "sigma": 1.0}
+    registries = get_host().registries
+    pipeline = experiment_pipeline(config, registries, build_codec(config, registries), train=False)
+    meta = DatasetMeta(name="pair", keypoint_names=["a", "b"], flip_indices=[0, 1])
+    image = np.zeros((300, 300, 3), np.uint8)
+    # the box 40..220 padded 1.25x spans 17.5..242.5 (225 px): a keypoint lands at (x - 17.5) * 224 / 225
+    sample = pipeline({"image": image, "bbox": np.array([40, 40, 220, 220], np.float32),
+                       "keypoints": np.array([[100.0, 60.0], [200.0, 150.0]], np.float32),
+                       "visibility": np.ones(2, np.float32), "meta": meta, "image_id": 0, "id": 0, "category_id": 0},
+                      np.random.default_rng(0))
+    assert sample["heatmaps"].shape == (2, 64, 64)
+    for (x, y), heatmap in zip(sample["keypoints"], sample["heatmaps"], strict=True):
+        row, col = np.unravel_index(np.argmax(heatmap), heatmap.shape)
+        assert (col, row) == (int(x / 3.5 + 0.5), int(y / 3.5 + 0.5)) and heatmap.max() == 1.0
+
+
+def test_the_legacy_5_shot_row_has_presets_with_its_published_figures() -> None:
+    """SwinV2-B 5-shot from the README before 2024-02-02: 96.51 / 92.15 / 91.99 / 92.01 / 92.36."""
+    from posecore_poseanything.presets import mp100_preset
+
+    figures = [posecore.get_preset(f"poseanything-base-legacy-5shot-split{split}") for split in SPLITS]
+    published = [get_host().registries.presets.get(f"poseanything-base-legacy-5shot-split{split}").published[0].value
+                 for split in SPLITS]
+    assert published == [96.51, 92.15, 91.99, 92.01, 92.36]
+    assert all(config.model.args["num_shots"] == 5 and config.data.batch_size == 8 for config in figures)
+    assert all(spec.args["num_shots"] == 5 for spec in figures[2].data.test)
+    with pytest.raises(ValueError, match="no released base-legacy 2-shot model"):  # a clear error, not a KeyError
+        mp100_preset("base-legacy", 2, 1)
+
+
+@pytest.mark.parametrize(("arch", "file_name", "source"), [
+    ("tiny", "swinv2_tiny_patch4_window16_256.pth", "https://github.com/SwinTransformer/storage/releases"),
+    ("small", "swinv2_small_1k_500k.pth", "https://huggingface.co/zdaxie/SimMIM/"),
+    ("base-legacy", "swinv2_base_22k_500k.pth", "https://drive.google.com/drive/folders/"),
+])
+def test_mp100_presets_start_from_the_pretraining_their_configs_name(arch: str, file_name: str, source: str) -> None:
+    """Every MP-100 preset reads its architecture's SwinV2 pre-training from ``pretrained/`` (the
+    released configs' ``pretrained=``) and says where to download it; the default needs no file."""
+    for shots in (1, 5):
+        name = f"poseanything-{arch}-{shots}shot-split4"
+        assert posecore.get_preset(name).train.init_weights == f"pretrained/{file_name}"
+        description = get_host().registries.presets.get(name).description
+        assert file_name in description and source in description and "train.init_weights=null" in description
+    assert posecore.get_preset("poseanything-tiny-synthetic").train.init_weights is None

@@ -18,10 +18,8 @@ from typing import Annotated, Any
 import numpy as np
 from torch.utils.data import Dataset
 
-from posecore import Nested
-from posecore.data._coco import CocoKeypointDataset, write_example
-from posecore.data._metainfo import DatasetMeta
-from posecore._errors import ConfigError
+from posecore import ConfigError, Nested
+from posecore.data import CocoKeypointDataset, DatasetMeta, write_example
 
 __all__ = ["PW3D_KEYPOINT_SET", "KeypointSubset", "pw3d", "subset_meta"]
 

@@ -48,17 +48,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from posecore import Nested
-from posecore._checkpoint import ConvertedStateDict
-from posecore.codecs import average_flipped, dark_udp_refine, heatmap_maxima, udp_gaussian_heatmaps
-from posecore.codecs._base import Codec
-from posecore._errors import CheckpointError, ConfigError
-from posecore.models._base import Batch, ImageNormalizer, PoseModel, PoseResult, batch_flip_indices
+import posecore
+from posecore import CheckpointError, ConfigError, ConvertedStateDict, Nested
+from posecore.codecs import Codec, average_flipped, dark_udp_refine, heatmap_maxima, udp_gaussian_heatmaps
+from posecore.models import Batch, ImageNormalizer, PoseModel, PoseResult, batch_flip_indices
 from posecore_posebh.losses import PrototypeLossWeights, joints_mse, prototype_contrast
-from posecore_posebh.prototypes import ClusterPrototypes, cluster_prototypes
+from posecore_posebh.prototypes import ClusterPrototypes, cluster_prototypes, full_precision
 from posecore_posebh.vit_moe import ViTMoE, expert_width, merge_expert
 
-__all__ = ["DATASET_NAMES", "STAGE_OPTIONS", "PoseBHLayout", "PoseBHModel", "PoseBHTransferModel", "SplitToDataset",
+__all__ = ["DATASET_NAMES", "STAGE_OPTIONS", "HuggingFaceToDataset", "PoseBHLayout", "PoseBHModel", "PoseBHTransferModel",
+           "SplitToDataset", "hf_aic", "hf_ap10k", "hf_apt36k", "hf_coco", "hf_mpii", "hf_wholebody", "merged_expert",
            "mmpose0x", "remove_proto", "split_aic", "split_ap10k", "split_apt36k", "split_coco", "split_mpii",
            "split_wholebody"]
 
@@ -295,14 +294,20 @@ class _PoseBH(PoseModel):
             losses[f"loss_heatmap_{name}"] = joints_mse(output, targets[:, :count] * mask[:, None, None, None],
                                                         weights[:, :count] * mask[:, None])
         if self.proto_head is not None:
-            losses.update(self._prototype_losses(features, outputs, targets, weights, index))
+            embeddings = self.proto_head(features).float()  # the embedding net runs under the trainer's autocast
+            losses.update(self._prototype_losses(embeddings, outputs, targets, weights, index))
         return losses
 
-    def _prototype_losses(self, features: torch.Tensor, outputs: list[torch.Tensor], targets: torch.Tensor,
+    def _prototype_losses(self, embeddings: torch.Tensor, outputs: list[torch.Tensor], targets: torch.Tensor,
                           weights: torch.Tensor, index: torch.Tensor) -> dict[str, torch.Tensor]:
-        head = self.proto_head
-        bank = head.kpt_prototype
-        embeddings = head(features).float()
+        """The prototype, CPS and CSS losses of embeddings (B, D, H, W), the heads' outputs and the
+        padded targets, with autocast off as in the original (pseudo-labels, refinement and losses too)."""
+        with full_precision(embeddings):
+            return self._prototype_losses_fp32(embeddings, outputs, targets, weights, index)
+
+    def _prototype_losses_fp32(self, embeddings: torch.Tensor, outputs: list[torch.Tensor], targets: torch.Tensor,
+                               weights: torch.Tensor, index: torch.Tensor) -> dict[str, torch.Tensor]:
+        bank = self.proto_head.kpt_prototype
         maps = bank.heatmaps(embeddings)  # (B, J, H, W), before this step's update
         proto = embeddings.sum() * 0.0
         phm = embeddings.sum() * 0.0
@@ -376,14 +381,15 @@ class _PoseBH(PoseModel):
             pseudo_weights = regression.new_zeros(regression.shape[:2])
             pseudo_maps[keep] = pseudo
             pseudo_weights[keep] = confidence
-            total = total + joints_mse(regression, pseudo_maps, pseudo_weights)
-            total = total + joints_mse(prototype, pseudo_maps, pseudo_weights) * self.phm_weight
             pixels, labels, confidences = _sample_pixels(embeddings[others][instances],
                                                          pseudo_maps * pseudo_weights[..., None, None],
                                                          self.sample_threshold)
-            if len(labels):
-                logits, classes = bank.learn(pixels, labels, confidences, dataset)
-                total = total + prototype_contrast(logits, classes, self.proto_weights)
+            if not len(labels):  # as the original: no sampled pixel, no CSS term for this dataset at all
+                continue
+            logits, classes = bank.learn(pixels, labels, confidences, dataset)
+            total = (total + joints_mse(regression, pseudo_maps, pseudo_weights)
+                     + joints_mse(prototype, pseudo_maps, pseudo_weights) * self.phm_weight
+                     + prototype_contrast(logits, classes, self.proto_weights))
         return total
 
     def _pseudo_labels(self, regression: torch.Tensor, prototype: torch.Tensor
@@ -594,6 +600,12 @@ class PoseBHLayout:
         return any(key.startswith(("associate_keypoint_heads.", "proto_head.")) for key in state_dict)
 
     def __call__(self, state_dict: Mapping[str, torch.Tensor]) -> ConvertedStateDict:
+        merged = merged_expert(state_dict)
+        if merged is not None:
+            raise CheckpointError(f"converter {self.name!r}: this file is one dataset's model (ViTPose++'s "
+                                  f"tools/model_split.py output: fc2 holds expert {merged}), not the multi-dataset "
+                                  f"model; load it into a single-dataset ViTPose with converter "
+                                  f"posebh-split-{_SPLIT_NAMES[merged]}")
         converted = ConvertedStateDict()
         for key, tensor in state_dict.items():
             if key == "backbone.cls_token":
@@ -639,8 +651,14 @@ class SplitToDataset:
     ``head``; the other heads and the experts are dropped and listed. A PoseBH file's
     ``proto_head.*`` is kept, as the original tool keeps it: it initialises the transfer models
     (after ``posebh-remove-proto``), and a plain ViTPose loading the file reports it unexpected.
-    Reads the original layout and posecore's (``heads.{d}``); a file without experts is refused
-    (split files cannot be split again: ViTPose issue #156).
+    Reads the original layout and posecore's (``heads.{d}``).
+
+    An output of the official tool is recognised and loaded as it is, not merged a second time:
+    its ``fc2`` already holds an expert (D rows) while the experts stay in the file (the tool's
+    expert removal tests the key list instead of the key), and its ``keypoint_head`` is the split
+    dataset's head. Which expert ``fc2`` holds is read from the tensors (its last P rows equal that
+    expert's); a file split to another dataset is refused, as is a file without experts (posecore's
+    own split output, a plain ViTPose: nothing says which dataset it is; ViTPose issue #156).
     """
 
     def __init__(self, dataset: int, name: str) -> None:
@@ -651,6 +669,35 @@ class SplitToDataset:
         if not any(".mlp.experts." in key for key in state_dict):
             raise CheckpointError(f"converter {self.name!r}: the file has no experts (mlp.experts.*), so it is not a "
                                   "ViTPose++ multi-dataset model; a split file is already a single-dataset ViTPose")
+        merged = merged_expert(state_dict)
+        if merged is None:
+            return self._split(state_dict)
+        if merged != self.dataset:
+            raise CheckpointError(f"converter {self.name!r}: this file is already split (ViTPose++'s tools/model_split.py "
+                                  f"output): its fc2 holds expert {merged}, not {self.dataset}; use "
+                                  f"posebh-split-{_SPLIT_NAMES[merged]} or split the multi-dataset file")
+        return self._already_split(state_dict)
+
+    def _already_split(self, state_dict: Mapping[str, torch.Tensor]) -> ConvertedStateDict:
+        """An official split output: ``fc2`` as it is, ``keypoint_head`` as the head, the leftovers dropped."""
+        converted = ConvertedStateDict()
+        for key, tensor in state_dict.items():
+            if re.match(r"^backbone\.blocks\.\d+\.mlp\.experts\.", key):
+                converted.dropped[key] = ("left in by tools/model_split.py (its fc2 already holds expert "
+                                          f"{self.dataset})")
+            elif key == "backbone.cls_token":
+                converted.dropped[key] = "ViTPose's forward never uses a class token"
+            elif key.startswith("keypoint_head."):
+                converted["head." + key[len("keypoint_head."):]] = tensor
+            elif _head_index(key) is not None:
+                converted.dropped[key] = "another dataset's head, left in by tools/model_split.py"
+            else:
+                converted[key] = tensor
+        if not any(key.startswith("head.") for key in converted):
+            raise CheckpointError(f"converter {self.name!r}: the split file has no keypoint_head.*")
+        return converted
+
+    def _split(self, state_dict: Mapping[str, torch.Tensor]) -> ConvertedStateDict:
         converted = ConvertedStateDict()
         heads_seen = set()
         for key, tensor in merge_expert(state_dict, self.dataset).items():
@@ -681,6 +728,35 @@ class SplitToDataset:
         return f"<converter {self.name!r}>"
 
 
+def merged_expert(state_dict: Mapping[str, torch.Tensor]) -> int | None:
+    """The expert whose rows every ``backbone.blocks.{i}.mlp.fc2`` already ends with (a file that
+    ViTPose++'s ``tools/model_split.py`` wrote: ``fc2`` is D rows, the experts are still there), or
+    ``None`` when ``fc2`` is the shared D - P rows of a multi-dataset file or there are no experts."""
+    fc1, fc2 = state_dict.get("backbone.blocks.0.mlp.fc1.weight"), state_dict.get("backbone.blocks.0.mlp.fc2.weight")
+    if fc1 is None or fc2 is None or fc2.shape[0] != fc1.shape[1]:
+        return None
+    found = [m for key in state_dict if (m := _EXPERT_TENSOR.match(key))]
+    blocks = sorted({int(m[1]) for m in found})
+    experts = sorted({int(m[2]) for m in found})
+    if not experts:
+        return None
+
+    def ends_with(block: int, expert: int) -> bool:
+        prefix = f"backbone.blocks.{block}.mlp."
+        return all(torch.equal(state_dict[f"{prefix}fc2.{part}"][-len(state_dict[f"{prefix}experts.{expert}.{part}"]):],
+                               state_dict[f"{prefix}experts.{expert}.{part}"]) for part in ("weight", "bias"))
+
+    for expert in experts:
+        if all(ends_with(block, expert) for block in blocks):
+            return expert
+    raise CheckpointError("the file's fc2 has as many rows as the tokens are wide (an expert already merged in) but "
+                          f"ends with none of its experts {experts}; it is neither a ViTPose++ multi-dataset file nor "
+                          "a tools/model_split.py output")
+
+
+_EXPERT_TENSOR = re.compile(r"^backbone\.blocks\.(\d+)\.mlp\.experts\.(\d+)\.weight$")
+
+
 def _head_index(key: str) -> tuple[int, str] | None:
     """(dataset, rest of the key) for a head key of either layout."""
     if key.startswith("keypoint_head."):
@@ -692,12 +768,54 @@ def _head_index(key: str) -> tuple[int, str] | None:
     return None
 
 
+#: The converters' dataset names, by expert.
+_SPLIT_NAMES = ("coco", "aic", "mpii", "ap10k", "apt36k", "wholebody")
 split_coco = SplitToDataset(0, "posebh-split-coco")
 split_aic = SplitToDataset(1, "posebh-split-aic")
 split_mpii = SplitToDataset(2, "posebh-split-mpii")
 split_ap10k = SplitToDataset(3, "posebh-split-ap10k")
 split_apt36k = SplitToDataset(4, "posebh-split-apt36k")
 split_wholebody = SplitToDataset(5, "posebh-split-wholebody")
+
+
+class HuggingFaceToDataset:
+    """``posebh-hf-<dataset>``: a Hugging Face ViTPose++ checkpoint -> :class:`PoseBHModel`, its
+    head as the head of the named dataset.
+
+    transformers' ``VitPoseForPoseEstimation`` with experts holds the expert backbone
+    (``backbone.encoder.layer.{i}.mlp.{fc2, experts.{j}}``) and a single ``head.*`` (the released
+    conversions keep the COCO head). The core's ``vitpose-hf`` converter renames it to posecore's
+    names; the head then becomes ``heads.{d}`` of the dataset named here, whose expert it was
+    trained with, and the other heads stay as the model has them (reported missing). Choose the
+    dataset that way too when predicting (``model.dataset``): an expert with another dataset's
+    head is not a model (transformers issue #39789).
+    """
+
+    def __init__(self, dataset: int, name: str) -> None:
+        self.dataset = dataset
+        self.name = name
+
+    def __call__(self, state_dict: Mapping[str, torch.Tensor]) -> ConvertedStateDict:
+        plain = posecore.get_converter("vitpose-hf")(state_dict)
+        if expert_width(plain) is None:
+            raise CheckpointError(f"converter {self.name!r}: the file has no experts (mlp.experts.*), so it is a plain "
+                                  "ViTPose, not ViTPose++; load it into a single-dataset ViTPose preset")
+        converted = ConvertedStateDict()
+        converted.dropped.update(getattr(plain, "dropped", {}))
+        for key, tensor in plain.items():
+            converted[f"heads.{self.dataset}." + key[len("head."):] if key.startswith("head.") else key] = tensor
+        return converted
+
+    def __repr__(self) -> str:
+        return f"<converter {self.name!r}>"
+
+
+hf_coco = HuggingFaceToDataset(0, "posebh-hf-coco")
+hf_aic = HuggingFaceToDataset(1, "posebh-hf-aic")
+hf_mpii = HuggingFaceToDataset(2, "posebh-hf-mpii")
+hf_ap10k = HuggingFaceToDataset(3, "posebh-hf-ap10k")
+hf_apt36k = HuggingFaceToDataset(4, "posebh-hf-apt36k")
+hf_wholebody = HuggingFaceToDataset(5, "posebh-hf-wholebody")
 
 
 def remove_proto(state_dict: Mapping[str, torch.Tensor]) -> ConvertedStateDict:

@@ -147,11 +147,21 @@ def posecore_presets() -> list[Preset]:
         )
     ]
     for size, coco in (("b", 77.3), ("h", 79.5)):
+        start = f"vitpose+_{'base' if size == 'b' else 'huge'}.pth"
+        presets.append(Preset(
+            f"posebh-{size}-mdt-released-256x192",
+            f"posecore_posebh.presets:posebh_{size}_mdt_released",
+            f"PoseBH-{size.upper()} multi-dataset training, reproduction of the released code, its bugs included "
+            f"(model.legacy_quirks=true; the centre shift drawn once per dataset build): the published run "
+            f"(6 datasets, 3 phases, from {start})",
+            published=[PublishedResult("COCO", "val2017", "AP", coco, f"{_POSEBH}; the COCO head, detector boxes")],
+        ))
         presets.append(Preset(
             f"posebh-{size}-mdt-256x192",
             f"posecore_posebh.presets:posebh_{size}_mdt",
-            f"PoseBH-{size.upper()} multi-dataset training (6 datasets, 3 phases, from vitpose+_{'base' if size == 'b' else 'huge'}.pth)",
-            published=[PublishedResult("COCO", "val2017", "AP", coco, f"{_POSEBH}; the COCO head, detector boxes")],
+            f"PoseBH-{size.upper()} multi-dataset training, corrected: the method as described, without the released "
+            f"code's bugs (legacy_quirks=false); no published figure ran this code (posebh-{size}-mdt-released-256x192 "
+            f"reproduces the published run)",
         ))
         for dataset, label in _DATASETS.items():
             presets.append(Preset(
@@ -181,7 +191,8 @@ def posecore_presets() -> list[Preset]:
         presets.append(Preset(
             f"vitpose+-{size}-mdt-256x192",
             f"posecore_posebh.presets:vitpose_plus_{size}_mdt",
-            f"ViTPose++-{size.upper()} (no prototypes): the vitpose+_*.pth architecture and multi-dataset recipe",
+            f"ViTPose++-{size.upper()} (no prototypes): the vitpose+_*.pth architecture and multi-dataset recipe, "
+            "as the original runs it (fp32, the centre shift drawn once per dataset build)",
             published=[PublishedResult("COCO", "val2017", "AP", coco, f"{_VITPOSE}; detector boxes")],
         ))
     return presets
@@ -199,5 +210,10 @@ def posecore_converters() -> list[Converter]:
                          ("apt36k", "APT-36K"), ("wholebody", "COCO-WholeBody")):
         converters.append(Converter(
             f"posebh-split-{short}", f"posecore_posebh.model:split_{short}",
-            f"ViTPose++/PoseBH multi-dataset file -> plain ViTPose of {label} (expert merged into fc2, its head kept)"))
+            f"ViTPose++/PoseBH multi-dataset file (or an official split of it) -> plain ViTPose of {label} "
+            "(expert merged into fc2, its head kept)"))
+        converters.append(Converter(
+            f"posebh-hf-{short}", f"posecore_posebh.model:hf_{short}",
+            f"Hugging Face ViTPose++ (VitPoseForPoseEstimation with experts, one head) -> the six-head model, "
+            f"its head as the {label} head"))
     return converters

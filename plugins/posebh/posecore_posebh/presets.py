@@ -1,15 +1,20 @@
 """PoseBH's and ViTPose++'s experiments, from the original configs.
 
-* ``posebh-{b,h}-mdt-256x192``: PoseBH multi-dataset training (``configs/.../mdt/vit{b,h}_posebh.py``):
-  the six datasets concatenated, each with its own targets (UDP for COCO and MPII, MSRA
-  elsewhere) and MPII without half-body crops, starting from ``vitpose+_{base,huge}.pth``;
-  100 epochs in three phases (``train.stages``); evaluated on COCO val2017 with the COCO head.
+* ``posebh-{b,h}-mdt-released-256x192``: PoseBH multi-dataset training as released
+  (``configs/.../mdt/vit{b,h}_posebh.py``), the run behind the published figures, its bugs
+  included (``model.legacy_quirks``) and the centre shift drawn once per dataset build: the six
+  datasets concatenated, each with its own targets (UDP for COCO and MPII, MSRA elsewhere) and
+  MPII without half-body crops, starting from ``vitpose+_{base,huge}.pth``; 100 epochs in three
+  phases (``train.stages``), fp16; evaluated on COCO val2017 with the COCO head.
+* ``posebh-{b,h}-mdt-256x192``: the same, corrected: the method as described (no legacy quirks)
+  and posecore's per-epoch centre shift. No published figure ran this code.
 * ``posebh-{b,h}-<dataset>-256x192``: evaluation of a multi-dataset model on one dataset
   (``model.dataset`` picks that dataset's expert and head; ``train.epochs`` 0), one preset per
   row of the published table (COCO, OCHuman, MPII, AIC, AP-10K, APT-36K, COCO-WholeBody).
 * ``posebh-b-{interhand2d,3dpw}-256x192``: the transfer experiments (``TopDownProto``).
 * ``vitpose+-{s,b,l,h}-mdt-256x192``: ViTPose++ itself (no prototype head), the released
-  ``vitpose+_*.pth`` models' architecture and ViTPose++'s multi-dataset recipe.
+  ``vitpose+_*.pth`` models' architecture and ViTPose++'s multi-dataset recipe (fp32, as its
+  configs: they have no ``fp16`` block).
 * ``posebh-tiny-synthetic``: the embedded default, on two synthetic "datasets" with different
   skeletons; a few minutes on a CPU.
 
@@ -32,9 +37,13 @@ from posecore.config import (
     StageConfig,
     TrainConfig,
 )
-from posecore.data._metainfo import load_metainfo
-from posecore.data._pipeline import standard_topdown_pipeline
-from posecore._presets import COCO_VAL_PERSON_DETECTIONS, coco_dataset_spec, coco_test_dev_spec
+from posecore.data import (
+    COCO_VAL_PERSON_DETECTIONS,
+    coco_dataset_spec,
+    coco_test_dev_spec,
+    load_metainfo,
+    standard_topdown_pipeline,
+)
 from posecore_posebh.datasets import PW3D_KEYPOINT_SET
 
 __all__ = ["ARCHS", "EVAL_DATASETS", "KEYPOINTS", "mdt_preset", "posebh_eval_preset", "tiny_synthetic",
@@ -63,9 +72,11 @@ def _pipeline(**options: Any) -> list[dict[str, Any]]:
 
 
 # mmpose 0.x: scale factor 0.5 and rotation 40 everywhere; the COCO-style loaders move the centre
-# of 30% of the training boxes by up to 0.2 of the box (0.16 of the padded one); MPII's does not,
-# and its pipeline has no half-body crops.
+# of 30% of the training boxes by up to 0.2 of the box (0.16 of the padded one), once, when the
+# dataset is built, and a half-body crop discards it (shift_once: the reproductions); MPII's
+# loader does not, and its pipeline has no half-body crops.
 _MDT_PIPELINE = {"scale_factor": 0.5, "rotate_factor": 40.0, "shift_factor": 0.16, "shift_prob": 0.3}
+_RELEASED_PIPELINE = {**_MDT_PIPELINE, "shift_once": True}
 _MPII_PIPELINE = {"half_body": False, "scale_factor": 0.5, "rotate_factor": 40.0}
 
 
@@ -88,7 +99,7 @@ def mdt_train_datasets() -> list[dict[str, Any]]:
     ]
 
 
-def _model(size: str, proto: bool, dataset: str | None = None) -> dict[str, Any]:
+def _model(size: str, proto: bool, dataset: str | None = None, legacy_quirks: bool = False) -> dict[str, Any]:
     arch, width, drop_path, _ = ARCHS[size]
     model: dict[str, Any] = {
         "type": "posebh",
@@ -102,6 +113,8 @@ def _model(size: str, proto: bool, dataset: str | None = None) -> dict[str, Any]
                                "num_clusters": 96}
     if dataset is not None:
         model["dataset"] = dataset
+    if legacy_quirks:
+        model["legacy_quirks"] = True
     return model
 
 
@@ -116,11 +129,13 @@ def _coco_val() -> dict[str, Any]:
     return {**coco_dataset_spec("val"), "bbox_file": COCO_VAL_PERSON_DETECTIONS, "dataset_index": 0}
 
 
-def mdt_preset(size: str, proto: bool = True) -> ExperimentConfig:
-    """PoseBH (``proto``) or ViTPose++ multi-dataset training at 256x192."""
+def mdt_preset(size: str, proto: bool = True, released: bool = False) -> ExperimentConfig:
+    """PoseBH (``proto``) or ViTPose++ multi-dataset training at 256x192. ``released``: PoseBH as
+    the released code runs it (its bugs, the once-per-build centre shift); ViTPose++ always is."""
     arch, _, _, layer_decay = ARCHS[size]
+    reproduction = released or not proto
     if proto:
-        name = f"posebh-{size}-mdt-256x192"
+        name = f"posebh-{size}-mdt-released-256x192" if released else f"posebh-{size}-mdt-256x192"
         train = TrainConfig(
             epochs=100,
             init_weights=f"weights/vitpose+_{arch}.pth",
@@ -128,7 +143,7 @@ def mdt_preset(size: str, proto: bool = True) -> ExperimentConfig:
             # The phases set the lr (1e-3, 1e-4, 1e-5: the original's steps at 50 and 90).
             schedule=ScheduleConfig(type="step", milestones=(), warmup_iters=500, warmup_ratio=0.001),
             stages=posebh_stages(),
-            mixed_precision="fp16",
+            mixed_precision="fp16",  # vit{b,h}_posebh.py's fp16 block (dynamic loss scale)
             grad_clip=1.0,
         )
     else:
@@ -137,15 +152,15 @@ def mdt_preset(size: str, proto: bool = True) -> ExperimentConfig:
             epochs=210,
             optimizer=OptimizerConfig(type="adamw", lr=1e-3, weight_decay=0.1, layer_decay=layer_decay),
             schedule=ScheduleConfig(type="step", milestones=(170, 200), warmup_iters=500, warmup_ratio=0.001),
-            mixed_precision="fp16",
-            grad_clip=1.0,
+            grad_clip=1.0,  # fp32: the ViTPose++ configs have no fp16 block
         )
     return ExperimentConfig(
         name=name,
-        model=_model(size, proto),
+        model=_model(size, proto, legacy_quirks=released),
         codec=_codec("udp"),
         data=DataConfig(train=mdt_train_datasets(), val=[_coco_val()], batch_size=128, eval_batch_size=64,
-                        num_workers=8, input_size=INPUT_SIZE, train_pipeline=_pipeline(**_MDT_PIPELINE)),
+                        num_workers=8, input_size=INPUT_SIZE,
+                        train_pipeline=_pipeline(**(_RELEASED_PIPELINE if reproduction else _MDT_PIPELINE))),
         train=train,
         eval=EvalConfig(metrics=[_coco_metric()], main_metric="AP", flip_test=True),
         plugins=PLUGINS,
@@ -168,7 +183,9 @@ def posebh_stages(first: int = 0, second: int = 50, third: int = 90, lrs: tuple[
 # name -> (model.dataset, codec, val spec, test spec or None, metrics, main metric)
 EVAL_DATASETS: dict[str, tuple[str, str, dict[str, Any], dict[str, Any] | None, list[dict[str, Any]], str]] = {
     "coco": ("coco", "udp", _coco_val(), {**coco_test_dev_spec(), "dataset_index": 0}, [_coco_metric()], "AP"),
-    "ochuman": ("coco", "udp",
+    # OCHuman as the authors' ochuman config scores it: standard affine, flipped heatmaps shifted a
+    # pixel, the quarter-pixel decode (not the UDP of the COCO config).
+    "ochuman": ("coco", "msra",
                 {"type": "ochuman", "ann_file": "data/ochuman/annotations/ochuman_coco_format_val_range_0.00_1.00.json",
                  "image_root": "data/ochuman/images"},
                 {"type": "ochuman", "ann_file": "data/ochuman/annotations/ochuman_coco_format_test_range_0.00_1.00.json",
@@ -237,7 +254,7 @@ def transfer_preset(target: str) -> ExperimentConfig:
                           batch_size=96, eval_batch_size=32, num_workers=4, input_size=INPUT_SIZE,
                           # mmpose 0.x's shift of 0.2 of the hand box is 0.2 / 1.5 of the box padded by 1.5.
                           train_pipeline=_pipeline(half_body=False, scale_factor=0.3, rotate_factor=90.0,
-                                                   shift_factor=0.2 / 1.5, shift_prob=0.3))
+                                                   shift_factor=0.2 / 1.5, shift_prob=0.3, shift_once=True))
         train = TrainConfig(
             epochs=60, init_weights=init, optimizer=OptimizerConfig(type="adam", lr=5e-4, weight_decay=0.0),
             schedule=ScheduleConfig(type="step", milestones=(35, 55), warmup_iters=500, warmup_ratio=0.001),
@@ -255,7 +272,7 @@ def transfer_preset(target: str) -> ExperimentConfig:
             train=[{"type": "posebh_pw3d", "ann_file": f"{root}/annotations/pw3d_train.json", "image_root": f"{root}/imageFiles"}],
             val=[{"type": "posebh_pw3d", "ann_file": f"{root}/annotations/pw3d_test.json", "image_root": f"{root}/imageFiles"}],
             batch_size=64, eval_batch_size=32, num_workers=2, input_size=INPUT_SIZE,
-            train_pipeline=_pipeline(scale_factor=0.5, rotate_factor=40.0, shift_factor=0.16, shift_prob=0.3))
+            train_pipeline=_pipeline(**_RELEASED_PIPELINE))
         train = TrainConfig(
             epochs=30, init_weights=init, optimizer=OptimizerConfig(type="adam", lr=1e-4, weight_decay=0.0),
             schedule=ScheduleConfig(type="step", milestones=(10, 15), warmup_iters=500, warmup_ratio=0.001),
@@ -346,6 +363,7 @@ def _define(name: str, build: Any, *args: Any) -> None:
 
 for _size in ("b", "h"):
     _define(f"posebh_{_size}_mdt", mdt_preset, _size)
+    _define(f"posebh_{_size}_mdt_released", mdt_preset, _size, True, True)
     for _dataset in EVAL_DATASETS:
         _define(f"posebh_{_size}_{_dataset}", posebh_eval_preset, _size, _dataset)
 for _size in ARCHS:

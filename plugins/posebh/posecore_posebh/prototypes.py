@@ -22,19 +22,29 @@ column ``offset_d`` instead of ``offset_d * M``, Sinkhorn on the similarities of
 index); by default every index is the intended, offset-correct one.
 
 The prototypes are buffers, not parameters: they are in the state_dict (``prototypes``), never
-in an optimiser and never frozen or thawed by a training stage.
+in an optimiser and never frozen or thawed by a training stage. Every prototype computation runs
+with autocast off (:func:`full_precision`), as the original's ``KptPrototype.forward`` does: under
+fp16 the cosines, the Sinkhorn input ``exp(sim / 0.05)`` and the best-keypoint argmax would change.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ClusterPrototypes", "ClusterResult", "KeypointPrototypes", "cluster_prototypes", "sinkhorn_assign"]
+__all__ = ["ClusterPrototypes", "ClusterResult", "KeypointPrototypes", "cluster_prototypes", "full_precision",
+           "sinkhorn_assign"]
+
+
+def full_precision(tensor: torch.Tensor) -> AbstractContextManager:
+    """Autocast off on ``tensor``'s device, whatever mixed precision the trainer runs: the original
+    disables it around every prototype and self-supervision computation."""
+    return torch.autocast(tensor.device.type, enabled=False)
 
 
 def sinkhorn_assign(similarity: torch.Tensor, iterations: int = 3, epsilon: float = 0.05,
@@ -129,9 +139,10 @@ class KeypointPrototypes(nn.Module):
     # ------------------------------------------------------------------ scores
 
     def sub_scores(self, embeddings: torch.Tensor) -> torch.Tensor:
-        """embeddings (N, D) -> ``|cos|`` with every sub-prototype, (N, J, M), fp32."""
-        features = F.normalize(embeddings.float(), dim=-1)
-        return torch.einsum("nd,jmd->njm", features, F.normalize(self.prototypes, dim=-1)).abs()
+        """embeddings (N, D) -> ``|cos|`` with every sub-prototype, (N, J, M), fp32 (autocast off)."""
+        with full_precision(embeddings):
+            features = F.normalize(embeddings.float(), dim=-1)
+            return torch.einsum("nd,jmd->njm", features, F.normalize(self.prototypes.float(), dim=-1)).abs()
 
     def heatmaps(self, embeddings: torch.Tensor, dataset: int | None = None) -> torch.Tensor:
         """Prototype heatmaps: embeddings (B, D, H, W) -> per-keypoint max ``|cos|`` clamped to
@@ -159,6 +170,11 @@ class KeypointPrototypes(nn.Module):
             logits (N, K_d * M): ``|cos|`` with the dataset's sub-prototypes, keypoint-major;
             targets (N,): ``M * label + assigned sub-prototype``, -1 where a keypoint had no pixel.
         """
+        with full_precision(embeddings):
+            return self._learn(embeddings, labels, confidences, dataset)
+
+    def _learn(self, embeddings: torch.Tensor, labels: torch.Tensor, confidences: torch.Tensor,
+               dataset: int) -> tuple[torch.Tensor, torch.Tensor]:
         subs, count = self.num_sub_prototypes, self.num_keypoints[dataset]
         offset = self.offsets[dataset]
         features = F.normalize(embeddings.float(), dim=-1)

@@ -3,7 +3,7 @@
 Xu et al., TPAMI 2023, "ViTPose++: Vision Transformer for Generic Body Pose Estimation"; original
 code: https://github.com/ViTAE-Transformer/ViTPose (``mmpose/models/backbones/vit_moe.py``).
 
-The backbone is the core's plain ViT (:class:`posecore.models._vit.ViT`) with each block's MLP
+The backbone is the core's plain ViT (:class:`posecore.models.ViT`) with each block's MLP
 replaced by :class:`ExpertMlp`: ``fc1`` is shared; of the ``D`` output channels, the first
 ``D - P`` come from a shared ``fc2`` and the last ``P`` from one of ``num_experts`` expert
 linears, chosen per sample by its dataset index (0 COCO, 1 AIC, 2 MPII, 3 AP-10K, 4 APT-36K,
@@ -27,8 +27,8 @@ import attrs
 import torch
 from torch import nn
 
-from posecore._errors import ConfigError
-from posecore.models._vit import VIT_ARCHS, ViT
+from posecore import ConfigError
+from posecore.models import VIT_ARCHS, ViT
 
 __all__ = ["EXPERT_WIDTHS", "ExpertMlp", "MoEShapes", "ViTMoE", "expert_width", "merge_expert", "read_moe_shapes"]
 
@@ -52,6 +52,10 @@ class ExpertMlp(nn.Module):
         part_features: P, the expert width.
         default_expert: the expert of samples when no dataset index is given.
     """
+
+    #: An expert trains only on its own dataset's samples, so a batch without them leaves it
+    #: without a gradient (posecore's contract checks accept that for these parameters only).
+    parameters_without_gradient = ("experts.*",)
 
     def __init__(self, in_features: int, hidden_features: int, act_layer: type[nn.Module] = nn.GELU,
                  num_experts: int = 6, part_features: int = 192, default_expert: int = 0,
@@ -111,7 +115,7 @@ class ExpertMlp(nn.Module):
 class ViTMoE(ViT):
     """ViTPose++'s backbone: images ``(B, 3, H, W)`` and a dataset index per sample -> ``(B, D, h, w)``.
 
-    Everything but the MLP is :class:`posecore.models._vit.ViT` (see its arguments; ``arch`` sets
+    Everything but the MLP is :class:`posecore.models.ViT` (see its arguments; ``arch`` sets
     D, depth and heads), including layer ids for layer-wise lr decay, where experts belong to their
     block.
 

@@ -19,12 +19,12 @@ from posecore_posebh.model import PoseBHTransferModel, cluster_keypoints
 from posecore_posebh.proto_head import PrototypeHead
 
 import posecore
-from posecore._checkpoint import convert_state_dict, load_weights
-from posecore.data._metainfo import load_metainfo
+from posecore import load_weights
+from posecore._checkpoint import convert_state_dict
+from posecore._plugins import get_host
+from posecore.data import load_metainfo
 from posecore.engine._builder import build_model
-from posecore.models._heads import HeatmapDeconvHead
-from posecore.models._topdown import TopdownHeatmapModel
-from posecore.models._vit import ViT
+from posecore.models import HeatmapDeconvHead, TopdownHeatmapModel, ViT
 
 #: The released datasets' keypoint counts, head 0 being ``keypoint_head``.
 RELEASED_KEYPOINTS = (17, 14, 16, 17, 17, 133)
@@ -107,7 +107,7 @@ def vitpose_plus_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_vitpose_plus_small_loads_into_its_preset_with_every_key_placed(vitpose_plus_small: Path) -> None:
-    model = build_model(posecore.get_preset("vitpose+-s-mdt-256x192"))
+    model = build_model(posecore.get_preset("vitpose+-s-mdt-256x192"), get_host().registries)
     report = load_weights(model, vitpose_plus_small, strict=True)
     assert report.converter == "posebh-mmpose0x"
     assert report.clean and (report.missing, report.unexpected, report.mismatched) == ((), (), ())
@@ -125,12 +125,12 @@ def test_the_expert_width_is_read_from_the_file_not_the_config(vitpose_plus_smal
     from posecore.config import apply_overrides
 
     as_configured = build_model(apply_overrides(posecore.get_preset("vitpose+-s-mdt-256x192"),
-                                                ["model.backbone.part_features=192"]))
+                                                ["model.backbone.part_features=192"]), get_host().registries)
     assert as_configured.backbone.part_features == 192
     report = load_weights(as_configured, vitpose_plus_small, strict=True)
     assert report.clean and as_configured.backbone.part_features == 96
     assert tuple(as_configured.backbone.blocks[0].mlp.experts[3].weight.shape) == (96, 4 * 384)
-    preset = build_model(posecore.get_preset("vitpose+-s-mdt-256x192"))
+    preset = build_model(posecore.get_preset("vitpose+-s-mdt-256x192"), get_host().registries)
     load_weights(preset, vitpose_plus_small, strict=True)
     batch = {"image": torch.randn(2, 3, 256, 192), "dataset_index": torch.tensor([3, 3])}
     with torch.no_grad():
@@ -145,9 +145,9 @@ def test_vitpose_plus_base_large_huge_keys_and_shapes_match_their_presets(size: 
     recognised conversion every released key has its place in the preset's model, with its shape."""
     with torch.device("meta"):
         state = original_vitpose_plus(width, depth, expert)
-        model = build_model(posecore.get_preset(f"vitpose+-{size}-mdt-256x192"))
+        model = build_model(posecore.get_preset(f"vitpose+-{size}-mdt-256x192"), get_host().registries)
     expected = {key: tuple(tensor.shape) for key, tensor in model.state_dict().items()}
-    name, converted = convert_state_dict(state, expected=model.state_dict())
+    name, converted = convert_state_dict(state, expected=model.state_dict(), registries=get_host().registries)
     assert name == "posebh-mmpose0x" and list(converted.dropped) == ["backbone.cls_token"]
     assert {key: tuple(tensor.shape) for key, tensor in converted.items()} == expected
 
@@ -155,7 +155,7 @@ def test_vitpose_plus_base_large_huge_keys_and_shapes_match_their_presets(size: 
 def test_posebh_base_loads_into_every_posebh_b_preset(tmp_path: Path) -> None:
     state = {**original_vitpose_plus(768, 12, 192, cls_token=False), **original_proto_head(768)}
     path = _save_mmcv(state, tmp_path / "base.pth")
-    model = build_model(posecore.get_preset("posebh-b-aic-256x192"))
+    model = build_model(posecore.get_preset("posebh-b-aic-256x192"), get_host().registries)
     report = load_weights(model, path, strict=True)
     assert report.converter == "posebh-mmpose0x" and report.clean and not report.dropped
     assert len(model.state_dict()) == len(state) + 1  # + the clusters' keypoints, recovered from the tensors
@@ -241,6 +241,46 @@ def test_split_refuses_a_file_that_is_already_split() -> None:
         split_coco(dict(once))
 
 
+def _official_split(original: dict[str, torch.Tensor], dataset: int) -> dict[str, torch.Tensor]:
+    """What ViTPose++'s ``tools/model_split.py`` writes for ``dataset`` (its behaviour, described):
+    every ``fc2`` takes the expert's rows and the experts stay in (its removal tests the key list,
+    not the key); for dataset 0 every head stays, for another that dataset's head becomes
+    ``keypoint_head`` and the associate heads go."""
+    written = dict(original)
+    for key in original:
+        if ".mlp.fc2." in key:
+            written[key] = torch.cat([original[key], original[key.replace(".fc2.", f".experts.{dataset}.")]])
+    if dataset:
+        own = f"associate_keypoint_heads.{dataset - 1}."
+        for key in original:
+            if key.startswith("associate_keypoint_heads."):
+                del written[key]
+                if key.startswith(own):
+                    written["keypoint_head." + key[len(own):]] = original[key]
+    return written
+
+
+@pytest.mark.parametrize("dataset", [0, 1])
+def test_split_recognises_the_official_split_output(dataset: int) -> None:
+    """An official split file loads as what it is: fc2 not merged a second time, its keypoint_head
+    the head, the experts it still holds dropped; the same model as splitting the original."""
+    from posecore_posebh.model import mmpose0x, split_aic, split_coco
+
+    original, _ = _tiny_original()
+    split = (split_coco, split_aic)[dataset]
+    official = _official_split(original, dataset)
+    expected, converted = split(original), split(official)
+    assert set(converted) == set(expected)
+    assert all(torch.equal(converted[key], tensor) for key, tensor in expected.items())
+    assert tuple(converted["backbone.blocks.1.mlp.fc2.weight"].shape) == (32, 128)  # D rows, not D + P
+    assert {k for k in converted.dropped if ".experts." in k} == {k for k in original if ".experts." in k}
+    other = (split_aic, split_coco)[dataset]
+    with pytest.raises(posecore.CheckpointError, match=f"already split .*holds expert {dataset}"):
+        other(official)
+    with pytest.raises(posecore.CheckpointError, match="tools/model_split.py output"):
+        mmpose0x(official)  # one dataset's model is not the six-head model
+
+
 def test_split_then_remove_proto_initialises_the_transfer_model(tmp_path: Path) -> None:
     from posecore_posebh.model import remove_proto, split_coco
 
@@ -279,5 +319,51 @@ def test_posecore_convert_splits_vitpose_plus_for_the_core_vitpose_preset(vitpos
 
 def test_recognition_prefers_the_posebh_layout_over_the_core_one() -> None:
     original, moe = _tiny_original()
-    name, converted = convert_state_dict(original, expected=moe.state_dict())
+    name, converted = convert_state_dict(original, expected=moe.state_dict(), registries=get_host().registries)
     assert name == "posebh-mmpose0x" and set(converted) == set(moe.state_dict())
+
+
+# ---------------------------------------------------------------------------------------------
+# Hugging Face ViTPose++
+
+
+def test_a_hugging_face_vitpose_plus_folder_loads_into_the_named_datasets_head(tmp_path: Path) -> None:
+    """transformers' VitPoseForPoseEstimation with experts (one head) loads into the multi-dataset
+    model through posecore.load_weights, its head as the named dataset's; with that dataset chosen
+    the model predicts the heatmaps transformers does for that dataset index."""
+    from posecore_posebh.model import PoseBHModel
+    from posecore_posebh.vit_moe import ViTMoE
+
+    transformers = pytest.importorskip("transformers")
+    backbone = transformers.VitPoseBackboneConfig(
+        image_size=[64, 48], patch_size=[16, 16], hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+        layer_norm_eps=1e-6, out_indices=[2], num_experts=2, part_features=16,
+    )
+    torch.manual_seed(0)
+    hf = transformers.VitPoseForPoseEstimation(transformers.VitPoseConfig(backbone_config=backbone, num_labels=3,
+                                                                          use_simple_decoder=False))
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for key, tensor in hf.state_dict().items():
+            if tensor.is_floating_point():
+                noise = torch.randn(tensor.shape, generator=generator)
+                tensor.copy_(noise.abs() + 0.5 if key.endswith("running_var") else tensor + 0.05 * noise)
+    hf.eval().save_pretrained(tmp_path / "vitpose-plus-tiny")
+    ours = PoseBHModel(ViTMoE("small", embed_dim=64, depth=2, num_heads=4, num_experts=2, part_features=8,
+                              input_size=(48, 64)),
+                       [HeatmapDeconvHead(64, 5), HeatmapDeconvHead(64, 3)], dataset_names=("a", "b"), dataset="b",
+                       input_size=(48, 64))
+    with pytest.warns(UserWarning, match="missing"):
+        report = load_weights(ours, tmp_path / "vitpose-plus-tiny", converter="posebh-hf-aic")  # dataset 1
+    assert report.converter == "posebh-hf-aic" and not report.unexpected and not report.mismatched
+    assert report.missing and all(key.startswith("heads.0.") for key in report.missing)
+    assert ours.backbone.part_features == 16  # from the file's experts
+    images = torch.randn(2, 3, 64, 48)
+    with torch.no_grad():
+        expected = hf(pixel_values=images, dataset_index=torch.tensor([1, 1])).heatmaps
+        heatmaps = ours.eval()({"image": images})
+    assert heatmaps.shape == expected.shape == (2, 3, 16, 12)
+    assert (heatmaps - expected).abs().max() <= 1e-4
+    plain = {k: v for k, v in hf.state_dict().items() if ".experts." not in k}
+    with pytest.raises(posecore.CheckpointError, match="no experts"):
+        get_host().registries.converters.get("posebh-hf-coco").resolve()(plain)

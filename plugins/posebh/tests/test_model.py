@@ -11,11 +11,11 @@ from posecore_posebh.model import PoseBHModel
 from posecore_posebh.proto_head import PrototypeHead
 from posecore_posebh.vit_moe import ViTMoE
 
+from posecore import ConfigError
 from posecore.codecs import udp_gaussian_heatmaps
-from posecore.data._metainfo import load_metainfo
+from posecore.data import load_metainfo
 from posecore.engine._optim import apply_stage
-from posecore._errors import ConfigError
-from posecore.models._heads import HeatmapDeconvHead
+from posecore.models import HeatmapDeconvHead
 
 
 def _model(proto: bool = True, **kwargs: object) -> PoseBHModel:
@@ -187,3 +187,44 @@ def test_cps_targets_follow_the_batch_order_unless_legacy() -> None:
 def test_the_heatmap_loss_squares_pseudo_label_weights_as_the_original() -> None:
     output, target = torch.ones(1, 2, 2, 2), torch.zeros(1, 2, 2, 2)
     assert float(joints_mse(output, target, torch.tensor([[0.5, 1.0]]))) == pytest.approx((0.25 + 1.0) / 2)
+
+
+def test_css_skips_a_dataset_whose_pseudo_labels_sample_no_pixel() -> None:
+    """The original drops a dataset's whole CSS term (heatmap, prototype-heatmap and contrast losses)
+    when its pseudo-labels sample no embedding pixel; here a threshold above the pseudo-label's
+    weighted peak (0.6) samples none."""
+    index = torch.tensor([0, 1])
+    regression = torch.zeros(2, 5, 32, 24)
+    regression[1, 0] = _peak(10, 6, 0.8)  # head a on dataset b's sample agrees with a's prototypes
+    prototype = torch.full((2, 8, 32, 24), 1e-4)
+    prototype[1, 0] = _peak(11, 6, 0.6)
+    outputs = [regression, torch.zeros(2, 3, 32, 24)]
+    embeddings = torch.randn(2, 16, 32, 24)
+    sampled = _model(sample_threshold=0.0)._css_loss(embeddings, prototype, outputs, index)
+    assert float(sampled) > 0
+    unsampled = _model(sample_threshold=0.99)._css_loss(embeddings, prototype, outputs, index)
+    assert float(unsampled) == 0.0
+
+
+def test_prototype_computations_ignore_the_trainers_autocast() -> None:
+    """Prototype heatmaps, contrast logits, Sinkhorn, CPS and CSS run in fp32 under mixed precision
+    (the original turns autocast off for them); only the embedding net follows the autocast."""
+    model = _model().train()
+    model.on_stage(1, {"cps": True, "css": True, "freeze_prototypes": True})
+    batch = _batch([0, 1, 1, 0])
+    with torch.no_grad():
+        features = model.features(batch["image"], batch["dataset_index"])
+        embeddings = model.proto_head(features).float()
+        # Heads that agree with the prototypes, so that CSS makes pseudo-labels and refines them.
+        maps = model.proto_head.heatmaps(embeddings)
+        outputs = [maps[:, model.proto_head.kpt_prototype.block(d)].clone() for d in range(2)]
+    losses = {}
+    for mixed in (False, True):
+        torch.manual_seed(3)  # the same Gumbel draws
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=mixed):
+            losses[mixed] = model._prototype_losses(embeddings, outputs, batch["heatmaps"], batch["keypoint_weights"],
+                                                    batch["dataset_index"])
+            assert model.proto_head.heatmaps(embeddings).dtype == torch.float32
+    assert {"loss_proto", "loss_phm", "loss_cps", "loss_css"} <= set(losses[True]) and float(losses[False]["loss_css"]) > 0
+    for name, value in losses[False].items():
+        assert value.dtype == torch.float32 and torch.equal(losses[True][name], value), name

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from posecore._plugins import get_host
 from posecore.config import (
     DataConfig,
     EvalConfig,
@@ -18,9 +19,9 @@ from posecore.config import (
     StageConfig,
     TrainConfig,
 )
-from posecore.data._sample import collate_samples
+from posecore.data import collate_samples
+from posecore.engine import Callback, Trainer
 from posecore.engine._builder import build_codec, build_model, build_train_set
-from posecore.engine._trainer import Callback, Trainer
 
 INPUT, HEATMAP = (48, 64), (12, 16)
 LIMBS = [6, 8, 10, 5, 7, 9, 12, 14, 16, 11, 13, 15]
@@ -77,10 +78,11 @@ def _config(cache: str, epochs: int = 2) -> ExperimentConfig:
 
 def test_a_few_hundred_steps_drive_every_loss_down(cache: str) -> None:
     config = _config(cache)
-    codec = build_codec(config)
+    registries = get_host().registries
+    codec = build_codec(config, registries)
     torch.manual_seed(0)
-    model = build_model(config, codec=codec).train()
-    train = build_train_set(config, codec=codec)
+    model = build_model(config, registries, codec=codec).train()
+    train = build_train_set(config, registries, codec=codec)
     batch = collate_samples([train.dataset[i] for i in (0, 1, 2, 3, len(train.dataset) - 1, len(train.dataset) - 2)])
     assert isinstance(batch["heatmaps"], list)  # 17 and 12 keypoints: the model pads them itself
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
@@ -113,7 +115,8 @@ def test_a_multi_dataset_run_switches_phases_and_evaluates(cache: str, tmp_path:
             if trainer.state.epoch == 1:  # the first phase is over
                 seen["prototypes"] = trainer.model.proto_head.kpt_prototype.prototypes.clone()
 
-    trainer = Trainer(_config(cache), tmp_path, quiet=True, num_prediction_images=0, callbacks=[Watch()])
+    trainer = Trainer(_config(cache), tmp_path, registries=get_host().registries, quiet=True, num_prediction_images=0,
+                      callbacks=[Watch()])
     result = trainer.fit()
     records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     steps = [r for r in records if r["kind"] == "train"]

@@ -8,8 +8,7 @@ import torch
 from posecore_posebh.model import PoseBHModel
 from posecore_posebh.vit_moe import ExpertMlp, ViTMoE, merge_expert, read_moe_shapes
 
-from posecore.models._heads import HeatmapDeconvHead
-from posecore.models._vit import ViT
+from posecore.models import HeatmapDeconvHead, ViT
 
 TINY = {"arch": "small", "embed_dim": 32, "depth": 2, "num_heads": 4, "input_size": (48, 64)}
 
@@ -76,9 +75,6 @@ def test_expert_width_is_validated() -> None:
 # Hugging Face transformers' VitPose with experts
 
 
-transformers = pytest.importorskip("transformers")
-
-
 def _randomised(model: torch.nn.Module) -> torch.nn.Module:
     generator = torch.Generator().manual_seed(1)
     with torch.no_grad():
@@ -91,7 +87,9 @@ def _randomised(model: torch.nn.Module) -> torch.nn.Module:
 
 def test_hf_vitpose_with_experts_gives_the_same_heatmaps_per_dataset() -> None:
     from posecore._checkpoint import convert_state_dict
+    from posecore._plugins import get_host
 
+    transformers = pytest.importorskip("transformers")
     backbone = transformers.VitPoseBackboneConfig(
         image_size=[64, 48], patch_size=[16, 16], hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
         layer_norm_eps=1e-6, out_indices=[2], num_experts=2, part_features=16,
@@ -104,7 +102,7 @@ def test_hf_vitpose_with_experts_gives_the_same_heatmaps_per_dataset() -> None:
                               input_size=(48, 64)),
                        [HeatmapDeconvHead(64, 5), HeatmapDeconvHead(64, 3)], dataset_names=("a", "b"),
                        input_size=(48, 64)).eval()
-    name, converted = convert_state_dict(hf.state_dict(), converter="vitpose-hf")
+    name, converted = convert_state_dict(hf.state_dict(), converter="vitpose-hf", registries=get_host().registries)
     state = {k.replace("head.", "heads.0.", 1) if k.startswith("head.") else k: v for k, v in converted.items()}
     missing, unexpected = ours.load_state_dict(state, strict=False)
     assert not unexpected and all(key.startswith("heads.1.") for key in missing)
