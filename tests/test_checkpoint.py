@@ -100,6 +100,7 @@ def test_saved_checkpoint_gets_the_same_permissions_as_torch_save(tmp_path: Path
 # load_checkpoint
 
 
+@pytest.mark.reliability
 def test_load_reads_an_unknown_class_as_an_inert_stand_in(tmp_path: Path) -> None:
     path = tmp_path / "foreign.pth"
     torch.save({"state_dict": {"w": torch.ones(1)}, "extra": Arbitrary(5)}, path)
@@ -257,6 +258,7 @@ class CallsEval:
      (lambda marker: CallsEval(f"__import__('pathlib').Path({str(marker)!r}).touch()"), "eval(")],
     ids=["os.system", "eval"],
 )
+@pytest.mark.reliability
 def test_load_refuses_a_file_that_calls_code(tmp_path: Path, payload, named: str) -> None:
     marker = tmp_path / "code-ran"
     path = tmp_path / "payload.pth"
@@ -282,6 +284,7 @@ def test_load_safetensors(tmp_path: Path) -> None:
         load_checkpoint(broken)
 
 
+@pytest.mark.reliability
 def test_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "absent.pth"
     with pytest.raises(CheckpointError, match="checkpoint not found") as info:
@@ -291,6 +294,7 @@ def test_missing_file(tmp_path: Path) -> None:
         load_checkpoint(tmp_path)  # a folder is read as a Hugging Face model folder, and names what it lacks
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize("keep", [0.5, 0.9, 0.0])
 def test_truncated_file(tmp_path: Path, keep: float) -> None:
     whole = tmp_path / "whole.pth"
@@ -304,6 +308,7 @@ def test_truncated_file(tmp_path: Path, keep: float) -> None:
     assert message.startswith(f"{truncated} is not a readable PyTorch checkpoint (truncated, corrupt")
 
 
+@pytest.mark.reliability
 def test_file_that_is_not_a_checkpoint(tmp_path: Path) -> None:
     path = tmp_path / "notes.pth"
     path.write_text("hello world, this is not a checkpoint\n", encoding="utf-8")
@@ -351,6 +356,7 @@ def test_extract_strips_the_data_parallel_prefix() -> None:
         (torch.ones(3), "Tensor"),
     ],
 )
+@pytest.mark.reliability
 def test_extract_errors_list_top_level_keys(checkpoint: object, listed: str) -> None:
     with pytest.raises(CheckpointError) as info:
         extract_state_dict(checkpoint, source="ckpt.pth")
@@ -423,6 +429,7 @@ def test_dropped_keys_are_reported_but_not_problems() -> None:
     assert lines[-1] == "0 missing, 0 unexpected, 0 wrong shape, 1 dropped by the converter"
 
 
+@pytest.mark.reliability
 def test_a_pickled_model_object_is_named_not_extracted(tmp_path: Path) -> None:
     path = tmp_path / "whole_model.pth"
     torch.save(_tiny_model(), path)  # torch.save(model): the classes, not a state_dict

@@ -200,6 +200,7 @@ def test_saved_config_gets_the_same_permissions_as_a_normally_written_file(tmp_p
 # load errors name the file
 
 
+@pytest.mark.reliability
 def test_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "nope.yaml"
     with pytest.raises(ConfigError, match="not found") as info:
@@ -207,6 +208,7 @@ def test_missing_file(tmp_path: Path) -> None:
     assert str(path) in str(info.value)
 
 
+@pytest.mark.reliability
 def test_invalid_yaml(tmp_path: Path) -> None:
     path = tmp_path / "broken.yaml"
     path.write_text("name: [unclosed\nmodel: m\n", encoding="utf-8")
@@ -226,6 +228,7 @@ def test_non_mapping_top_level(tmp_path: Path, text: str, kind: str) -> None:
     assert message == f"<file> must hold a mapping at the top level; got {kind}"
 
 
+@pytest.mark.reliability
 def test_file_that_is_not_utf8_gives_config_error_naming_it(tmp_path: Path) -> None:
     path = tmp_path / "latin1.yaml"
     path.write_bytes("name: caf\xe9\nmodel: m\n".encode("latin-1"))
@@ -234,6 +237,7 @@ def test_file_that_is_not_utf8_gives_config_error_naming_it(tmp_path: Path) -> N
     assert str(path) in str(info.value)
 
 
+@pytest.mark.reliability
 def test_unknown_key_suggests_the_near_name(tmp_path: Path) -> None:
     message = _load_error(tmp_path, _base_mapping(train={"epochz": 3}))
     assert "unknown key 'epochz'" in message
@@ -247,6 +251,7 @@ def test_unknown_top_level_key(tmp_path: Path) -> None:
     assert "unknown key 'pluginz'" in message and "did you mean 'plugins'?" in message
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize("key", ["name", "model"])
 def test_missing_required_key(tmp_path: Path, key: str) -> None:
     data = _base_mapping()
@@ -366,6 +371,7 @@ def test_input_size_must_be_positive_pair(tmp_path: Path) -> None:
     assert "DataConfig.input_size must be (width, height) > 0" in message
 
 
+@pytest.mark.reliability
 def test_several_errors_are_all_reported(tmp_path: Path) -> None:
     message = _load_error(
         tmp_path,
@@ -467,6 +473,7 @@ def test_override_list_index() -> None:
     assert new.train.stages[0] == StageConfig(0)
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize("index", ["2", "x"])
 def test_override_bad_list_index(index: str) -> None:
     with pytest.raises(ConfigError) as info:
@@ -484,6 +491,7 @@ def test_override_bad_list_index(index: str) -> None:
         ("data.bach_size=8", "'data.bach_size'", "'batch_size'"),
     ],
 )
+@pytest.mark.reliability
 def test_override_unknown_key_suggests_near_name(text: str, where: str, suggestion: str) -> None:
     with pytest.raises(ConfigError) as info:
         apply_overrides(_override_base(), [text])

@@ -131,6 +131,7 @@ def test_wrong_sigmas_length(tmp_path: Path) -> None:
     assert "sigmas has 16 entries, expected 17" in message
 
 
+@pytest.mark.reliability
 def test_flip_indices_not_a_permutation(tmp_path: Path) -> None:
     def change(raw: dict) -> None:
         raw["flip_indices"][1] = 0  # (0, 0, 1, ...): 0 appears twice and 2 never
@@ -139,6 +140,7 @@ def test_flip_indices_not_a_permutation(tmp_path: Path) -> None:
     assert "flip_indices must be a permutation of 0..16" in message
 
 
+@pytest.mark.reliability
 def test_missing_keypoint_names(tmp_path: Path) -> None:
     message = _bad_metainfo(tmp_path, lambda raw: raw.pop("keypoint_names"))
     assert "required field 'keypoint_names' is missing" in message
@@ -154,11 +156,13 @@ def test_skeleton_colors_count(tmp_path: Path) -> None:
     assert "skeleton_colors must have one colour per link" in message
 
 
+@pytest.mark.reliability
 def test_missing_dataset_name_names_the_file_field(tmp_path: Path) -> None:
     message = _bad_metainfo(tmp_path, lambda raw: raw.pop("dataset_name"))
     assert "'dataset_name'" in message, message
 
 
+@pytest.mark.reliability
 def test_metainfo_file_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="metainfo file not found") as info:
         load_metainfo(tmp_path / "none.json")
@@ -259,6 +263,7 @@ def test_image_root_option(tmp_path: Path) -> None:
     assert dataset[5]["image"].shape[2] == 3
 
 
+@pytest.mark.reliability
 def test_missing_image_file_names_path_and_id(tmp_path: Path) -> None:
     empty_root = tmp_path / "images"
     empty_root.mkdir()
@@ -270,6 +275,7 @@ def test_missing_image_file_names_path_and_id(tmp_path: Path) -> None:
     assert "image id 785" in message
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize("content", [b"", b"\xff\xd8\xff\xe0 not really a jpeg " * 20], ids=["empty", "garbage"])
 def test_corrupt_image(tmp_path: Path, content: bytes) -> None:
     (tmp_path / "000000000785.jpg").write_bytes(content)
@@ -288,6 +294,7 @@ def _coco_variant(tmp_path: Path, change) -> Path:
     return _write_json(tmp_path / "variant.json", data)
 
 
+@pytest.mark.reliability
 def test_annotation_missing_keypoints(tmp_path: Path) -> None:
     path = _coco_variant(tmp_path, lambda d: d["annotations"][4].pop("keypoints"))
     with pytest.raises(DataError) as info:
@@ -348,6 +355,7 @@ def test_zero_area_box_is_skipped_and_counted(tmp_path: Path) -> None:
     assert "1 with box of zero area" in message and "2 with no labelled keypoint" in message
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize("field", ["annotations", "images"])
 def test_missing_top_level_field(tmp_path: Path, field: str) -> None:
     path = _coco_variant(tmp_path, lambda d: d.pop(field))
@@ -357,6 +365,7 @@ def test_missing_top_level_field(tmp_path: Path, field: str) -> None:
     assert str(path) in message and f"top-level field {field!r} is missing" in message
 
 
+@pytest.mark.reliability
 def test_annotation_file_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="annotation file not found"):
         _load_quietly(tmp_path / "nope.json", METAINFO / "coco.json")
@@ -374,6 +383,7 @@ def test_annotation_file_errors(tmp_path: Path) -> None:
 # sample contract and collation
 
 
+@pytest.mark.reliability
 def test_check_sample_rejects_broken_samples() -> None:
     sample = dict(_load_quietly(COCO_JSON, METAINFO / "coco.json")[0])
     check_sample(sample, 17)

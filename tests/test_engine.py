@@ -189,6 +189,7 @@ class _Interrupt(Callback):
             raise KeyboardInterrupt
 
 
+@pytest.mark.reliability
 def test_resume_after_a_kill_mid_epoch_is_bit_exact(synthetic_cache, tiny_config, tmp_path):
     config = tiny_config(checkpoint_interval=2, ema_decay=0.9)
     whole = _fit(config, tmp_path / "whole")
@@ -276,10 +277,12 @@ def test_ema_weights_are_what_is_evaluated_and_saved_as_best(synthetic_cache, ti
     assert result.tables[eval_set.label] == evaluate(averaged, eval_set.metrics)
 
 
+@pytest.mark.reliability
 def test_resume_refuses_a_different_config(synthetic_cache, tiny_config, tmp_path):
     _fit(tiny_config(epochs=1), tmp_path)
-    with pytest.raises(ConfigError, match="different config"):
-        Trainer(tiny_config(epochs=2), tmp_path, registries=get_host().registries, resume=tmp_path, quiet=True)
+    with pytest.raises(ConfigError, match=r"differs from the run's in train.seed: 0 -> 1\. A resumed run may change "
+                                          r"only data.eval_batch_size"):
+        Trainer(tiny_config(epochs=2, seed=1), tmp_path, registries=get_host().registries, resume=tmp_path, quiet=True)
     with pytest.raises(CheckpointError, match="does not exist"):
         Trainer(tiny_config(), tmp_path / "nowhere", registries=get_host().registries, resume=tmp_path / "nowhere",
                 quiet=True)
@@ -298,6 +301,7 @@ class _Poison(Callback):
                     parameter.fill_(float("nan"))
 
 
+@pytest.mark.reliability
 def test_nan_loss_stops_with_the_step_and_keeps_the_good_checkpoint(synthetic_cache, tiny_config, tmp_path):
     config = tiny_config(checkpoint_interval=2)
     with pytest.raises(TrainingDiverged, match=r"epoch 1, batch 4 \(optimiser step 4\).*loss_heatmap=nan") as error:
@@ -362,6 +366,7 @@ def test_stages_accumulation_and_bf16(synthetic_cache, tiny_config, tmp_path):
     assert [r["lr"] for r in records if r["kind"] == "train"] == pytest.approx(expected)
 
 
+@pytest.mark.reliability
 def test_fp16_on_the_cpu_is_a_clear_error(synthetic_cache, tiny_config, tmp_path):
     if torch.cuda.is_available():
         pytest.skip("fp16 is available with CUDA")

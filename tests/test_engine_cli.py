@@ -185,6 +185,7 @@ def test_predict_draws_a_video_and_writes_one_result_per_frame(trained_run, tmp_
     source.release()
 
 
+@pytest.mark.reliability
 def test_predict_errors_name_the_input(trained_run, tmp_path):
     result = posecore("predict", "--checkpoint", str(trained_run / "run" / "checkpoints" / "best.pth"),
                       str(tmp_path / "missing.jpg"))
@@ -285,6 +286,7 @@ def test_eval_writes_server_results_for_a_split_without_ground_truth(test_dev_se
     assert f"{len(detections)} instances predicted" in result.stdout
 
 
+@pytest.mark.reliability
 def test_eval_without_results_names_the_missing_ground_truth(test_dev_setup) -> None:
     config, weights = test_dev_setup
     result = posecore("eval", "--config", str(config), "--checkpoint", str(weights), "--split", "test",

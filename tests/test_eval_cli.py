@@ -132,6 +132,7 @@ def test_mpii_predictions_as_a_coco_results_list(tmp_path: Path, capsys: pytest.
         ("only-gt", r"--pred is missing"),
     ],
 )
+@pytest.mark.reliability
 def test_bad_input_exits_2_naming_file_field_and_fix(
     case: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -103,6 +103,7 @@ def test_plugin_failing_on_import_is_reported_and_the_others_keep_working(fake_p
     assert "timm" in host.registries.backbones
 
 
+@pytest.mark.reliability
 def test_strict_loading_raises_naming_the_broken_plugin(fake_plugin_dist, on_path) -> None:
     on_path(fake_plugin_dist("exploding", EXPLODING))
     with pytest.raises(PluginError, match=r"exploding.*kaboom at import time"):
@@ -173,6 +174,7 @@ def test_registration_hook_may_return_a_tuple(fake_plugin_dist, on_path) -> None
     assert record.components == {"backbones": ["fake_tiny"]}
 
 
+@pytest.mark.reliability
 def test_unknown_hook_is_reported_with_a_did_you_mean(fake_plugin_dist, on_path) -> None:
     on_path(fake_plugin_dist("typo", """
         import posecore
@@ -416,6 +418,7 @@ PRESETS = """
 """
 
 
+@pytest.mark.reliability
 def test_several_default_presets_is_an_error(fake_plugin_dist, on_path) -> None:
     on_path(fake_plugin_dist("greedy", PRESETS.format(name="greedy", a=True, b=True)))
     host = load_plugins()

@@ -68,7 +68,10 @@ def _add_command_arguments(name: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
         if name in ("run", "train"):
             parser.add_argument("--epochs", type=int, help="shorthand for train.epochs=N (0: evaluate the untrained model)")
-            parser.add_argument("--resume", metavar="RUN", help="continue a run directory (or its checkpoints/latest.pth)")
+            parser.add_argument("--resume", metavar="RUN", help="continue a run directory (or its checkpoints/latest.pth) "
+                                "with its own config; KEY=VALUE may change epochs, the learning rate, intervals")
+            parser.add_argument("--overwrite", action="store_true",
+                                help="start over in an --output folder that holds a run (deletes that run)")
             parser.add_argument("--num-processes", type=int, default=1, metavar="N",
                                 help="train in N processes (GPUs, or CPU processes with gloo)")
             parser.add_argument("--quiet", action="store_true", help="no progress output")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from posecore._cli.common import host_from_args, resolve_config
 from posecore.config import ExperimentConfig, apply_overrides
+from posecore.engine._state import run_config_text, run_directory
 
 __all__ = ["default_output_dir", "run_command"]
 
@@ -31,8 +32,9 @@ def _with_epochs(config: ExperimentConfig, epochs: int | None) -> ExperimentConf
 
 
 def run_command(args: argparse.Namespace) -> int:
-    config = _with_epochs(resolve_config(args), args.epochs)
-    output = Path(args.output) if args.output else (Path(args.resume) if args.resume and Path(args.resume).is_dir()
+    config = _with_epochs(_resumed_config(args) if args.resume and not (args.preset or args.config_file)
+                          else resolve_config(args), args.epochs)
+    output = Path(args.output) if args.output else (run_directory(args.resume) if args.resume
                                                      else default_output_dir(config))
     if args.num_processes > 1 and "WORLD_SIZE" not in os.environ:
         return _relaunch(args.num_processes, output)
@@ -40,13 +42,33 @@ def run_command(args: argparse.Namespace) -> int:
 
     try:
         result = Trainer(config, output, registries=host_from_args(args).registries, resume=args.resume,
-                         data_root=args.data, quiet=args.quiet).fit()
+                         overwrite=args.overwrite, data_root=args.data, quiet=args.quiet).fit()
     finally:
         _leave_process_group()
     value = result.main_value
     if value is not None and int(os.environ.get("RANK", "0")) == 0:
         print(f"{config.name}: {result.main_metric} {value:.4f} (run directory {output})")
     return 0
+
+
+def _resumed_config(args: argparse.Namespace) -> ExperimentConfig:
+    """``--resume RUN`` alone: the run's own config, with the overrides given now (the trainer
+    refuses those that would invalidate the training done so far)."""
+    import yaml
+
+    from posecore._errors import ConfigError
+    from posecore.config import structure
+    from posecore.engine._assembly_rules import validate_config
+
+    text = run_config_text(args.resume)
+    try:
+        config = structure(yaml.safe_load(text), ExperimentConfig)
+    except Exception as exc:
+        raise ConfigError(f"cannot resume {args.resume}: its config cannot be read ({exc}); give --preset or --config "
+                          "as the run was started") from None
+    config = apply_overrides(config, getattr(args, "overrides", []))
+    validate_config(config, host_from_args(args).registries)
+    return config
 
 
 def _leave_process_group() -> None:

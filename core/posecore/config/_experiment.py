@@ -168,11 +168,13 @@ class TrainConfig:
     """Optimisation settings for the trainer.
 
     Attributes:
-        init_weights: a checkpoint the model starts from, in any layout ``posecore._checkpoint.load_weights``
+        init_weights: a checkpoint the model starts from, in any layout ``posecore.load_weights``
             recognises (a released model, another run's ``best.pth``), loaded non-strictly before
-            training, with its key report printed; parameters it does not fit keep their
-            initialisation. A relative path is read from the working directory. Not read when
-            resuming: the training state holds the weights.
+            training; its key report is printed, warned about when keys do not fit, and written
+            to the run's ``log.jsonl``; parameters it does not fit keep their initialisation. A
+            relative path is read from the working directory. Not read when resuming: the
+            training state holds the weights.
+        init_weights_strict: make any mismatch between ``init_weights`` and the model an error.
         val_interval: evaluate every this many epochs (and always after the last one).
         checkpoint_interval: also write ``latest.pth`` every this many optimiser steps (0: only at
             the end of each epoch); a run killed mid-epoch resumes from there bit-exactly.
@@ -181,6 +183,7 @@ class TrainConfig:
 
     epochs: int = attrs.field(default=210, validator=at_least(0))
     init_weights: str | None = None
+    init_weights_strict: bool = False
     optimizer: OptimizerConfig = OptimizerConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     stages: tuple[StageConfig, ...] = attrs.field(default=())

@@ -18,7 +18,7 @@ import torch
 from posecore._checkpoint import save_checkpoint
 from posecore._errors import CheckpointError
 
-__all__ = ["TRAIN_STATE_FORMAT", "capture_rng", "load_train_state", "restore_rng"]
+__all__ = ["TRAIN_STATE_FORMAT", "capture_rng", "load_train_state", "restore_rng", "run_config_text", "run_directory"]
 
 TRAIN_STATE_FORMAT = "posecore-train-state-1"
 
@@ -42,6 +42,23 @@ def restore_rng(state: dict[str, Any]) -> None:
 def save_train_state(path: str | Path, state: dict[str, Any]) -> Path:
     """Write a training state (see :func:`load_train_state` for its keys) atomically."""
     return save_checkpoint({"format": TRAIN_STATE_FORMAT, **state}, path)
+
+
+def run_directory(resume: str | Path) -> Path:
+    """The run directory ``--resume`` names: the folder itself, or the one holding
+    ``checkpoints/latest.pth`` when the file is given."""
+    path = Path(resume)
+    if path.is_dir():
+        return path
+    return path.parent.parent if path.parent.name == "checkpoints" else path.parent
+
+
+def run_config_text(resume: str | Path) -> str:
+    """The config a run was written with: its ``config.yaml``, else the one its training state holds."""
+    config_file = run_directory(resume) / "config.yaml"
+    if config_file.is_file():
+        return config_file.read_text(encoding="utf-8")
+    return str(load_train_state(resume).get("config") or "")
 
 
 def load_train_state(path: str | Path) -> dict[str, Any]:

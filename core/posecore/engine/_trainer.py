@@ -46,7 +46,19 @@ __all__ = ["Callback", "RunResult", "Trainer", "TrainingDiverged"]
 
 
 class TrainingDiverged(PosecoreError):
-    """A loss became NaN or infinite; the last good checkpoint is kept."""
+    """A loss, or the weights, became NaN or infinite; the last good checkpoint is kept."""
+
+
+#: Config keys a resumed run may change, because the computation done so far stays valid under
+#: them: more (or fewer) epochs, a lower learning rate or gradient clipping after a divergence, how
+#: often to evaluate, save and log, and how the data is loaded. Any other change needs a new run.
+RESUMABLE_KEYS = frozenset({
+    "train.epochs", "train.optimizer.lr", "train.grad_clip", "train.val_interval", "train.checkpoint_interval",
+    "train.log_interval", "data.num_workers", "data.eval_batch_size",
+})
+
+#: What a run directory holds (see :class:`Trainer`): its presence means the folder holds a run.
+RUN_FILES = ("config.yaml", "log.jsonl", "metrics.json", "curves.png", "checkpoints", "predictions", "tensorboard")
 
 
 class Callback:
@@ -108,7 +120,10 @@ class Trainer:
             checkpoints/, predictions/).
         registries: the component registries to build the experiment from (the CLI passes its plugin
             host's; the engine never reaches for a process-wide one).
-        resume: a run directory or ``latest.pth`` to continue from.
+        resume: a run directory or ``latest.pth`` to continue from. The config may differ from the
+            run's only in :data:`RESUMABLE_KEYS`; the changes are recorded in ``log.jsonl``.
+        overwrite: start over in an ``output_dir`` that holds a run, deleting that run's files;
+            without it such a folder is refused (a finished run is never replaced by default).
         data_root: relative dataset file arguments are resolved against it.
         callbacks: :class:`Callback` objects.
         num_prediction_images: validation predictions drawn into ``predictions/`` at the end.
@@ -122,6 +137,7 @@ class Trainer:
         *,
         registries: Registries,
         resume: str | Path | None = None,
+        overwrite: bool = False,
         data_root: str | Path | None = None,
         callbacks: Sequence[Callback] = (),
         num_prediction_images: int = 8,
@@ -152,18 +168,46 @@ class Trainer:
         self.progress = ProgressReporter(enabled=self.main and not quiet)
         self.state = _Progress()
         self._resume_state = load_train_state(resume) if resume else None
+        self._resume_changes: dict[str, tuple[Any, Any]] = {}
+        self._init_report: Any = None
         if self._resume_state is not None:
-            self._check_resumable(self._resume_state)
+            self._check_resumable(self._resume_state, resume)
+        else:
+            self._claim_output_dir(overwrite)
+        if self.main:
+            _remove_stale_temporaries(self.output_dir)
+        self.accelerator.wait_for_everyone()  # no process writes before every one has checked the folder
         self.log: MetricsLog | None = None
 
     # ------------------------------------------------------------------ set-up
 
-    def _check_resumable(self, state: dict[str, Any]) -> None:
-        if state.get("config") != dump_config(self.config):
+    def _check_resumable(self, state: dict[str, Any], resume: str | Path | None) -> None:
+        changes = config_changes(state.get("config") or "", self.config)
+        refused = sorted(key for key in changes if key not in RESUMABLE_KEYS)
+        if refused:
+            detail = "; ".join(f"{key}: {changes[key][0]!r} -> {changes[key][1]!r}" for key in refused)
             raise ConfigError(
-                "cannot resume: the checkpoint was written by a run with a different config; resume with the same "
-                "preset and overrides (the run's config.yaml), or start a new run"
+                f"cannot resume {resume}: the config differs from the run's in {detail}. A resumed run may change only "
+                f"{', '.join(sorted(RESUMABLE_KEYS))}; start a new run (another --output) to change the rest"
             )
+        self._resume_changes = changes
+
+    def _claim_output_dir(self, overwrite: bool) -> None:
+        """Refuse a folder that holds a run, unless asked to start over (then its run files go)."""
+        found = [name for name in RUN_FILES if (self.output_dir / name).exists()]
+        if not found:
+            return
+        if not overwrite:
+            raise ConfigError(
+                f"{self.output_dir} already holds a run ({', '.join(found)}); continue it with --resume "
+                f"{self.output_dir}, choose another --output, or start over there with --overwrite (deletes that run)"
+            )
+        if self.main:
+            import shutil
+
+            for name in found:
+                path = self.output_dir / name
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
 
     def _setup(self) -> None:
         from accelerate.utils import set_seed
@@ -207,6 +251,7 @@ class Trainer:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             save_config(config, self.output_dir / "config.yaml")
             self.log = MetricsLog(self.output_dir / "log.jsonl", self.output_dir / "tensorboard")
+            self._log_loading()
         if self._resume_state is not None:
             self._restore(self._resume_state)
 
@@ -221,9 +266,17 @@ class Trainer:
             raise CheckpointError(f"train.init_weights: checkpoint not found: {path}; {self.config.name} starts from "
                                   f"it{about}. Set train.init_weights=null to train from the model's own "
                                   "initialisation instead")
-        report = load_weights(self.model, path, registries=self.registries, warn=False)  # printed below instead
+        report = load_weights(self.model, path, registries=self.registries, strict=self.config.train.init_weights_strict,
+                              warn=False)  # reported below, and in log.jsonl
         layout = f" (converter {report.converter!r})" if report.converter else ""
         self.progress.print(f"initial weights from {path}{layout}: {report.format()}")
+        if not report.clean:
+            import warnings
+
+            warnings.warn(f"train.init_weights {path}{layout} does not fit the model; what fits was loaded, the rest "
+                          f"keeps its initialisation (train.init_weights_strict=true makes this an error):\n"
+                          f"{report.format()}", stacklevel=2)
+        self._init_report = (path, report)
 
     def _load_resumed_weights(self, weights: dict[str, Any]) -> None:
         """The run's own weights, every tensor: a run resumed with another architecture's weights
@@ -365,8 +418,7 @@ class Trainer:
         kept = f"the last good checkpoint is {latest}" if latest.exists() else "no checkpoint had been written yet"
         raise TrainingDiverged(
             f"training diverged at epoch {self.state.epoch + 1}, batch {self.state.batches_done + 1} "
-            f"(optimiser step {self.state.optimizer_steps + 1}): {bad}; {kept}. Lower train.optimizer.lr, set "
-            "train.grad_clip, or use train.mixed_precision=bf16 instead of fp16"
+            f"(optimiser step {self.state.optimizer_steps + 1}): {bad}; {kept}. " + _DIVERGED_ADVICE
         )
 
     # ------------------------------------------------------------------ evaluation and outputs
@@ -423,7 +475,43 @@ class Trainer:
         if self.log is not None:
             self.log.write(record)
 
+    def _log_loading(self) -> None:
+        """What the run started from: the init weights' key report, or the resumed run's config changes."""
+        if self._init_report is not None:
+            path, report = self._init_report
+            self._log({"kind": "init_weights", "source": str(path), "converter": report.converter,
+                       "missing": list(report.missing), "unexpected": list(report.unexpected),
+                       "wrong_shape": [key for key, _, _ in report.mismatched],
+                       "dropped": [key for key, _ in report.dropped]})
+        if self._resume_changes:
+            self._log({"kind": "resume", "changed": {key: {"from": old, "to": new}
+                                                     for key, (old, new) in self._resume_changes.items()}})
+            self.progress.print("resumed with " + ", ".join(f"{key} {old!r} -> {new!r}"
+                                                           for key, (old, new) in self._resume_changes.items()))
+
+    def _require_finite(self, what: str, tensors: dict[str, torch.Tensor]) -> None:
+        """Stop before writing ``what`` from tensors that are not finite: an update can write NaN
+        into the weights while its loss was still finite, and such a file must never replace the
+        last good checkpoint."""
+        bad = [name for name, tensor in tensors.items()
+               if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+        if not bad:
+            return
+        latest = self.output_dir / "checkpoints" / "latest.pth"
+        kept = f"the last good checkpoint is {latest}" if latest.exists() else "no checkpoint had been written yet"
+        raise TrainingDiverged(
+            f"training diverged by optimiser step {self.state.optimizer_steps} (epoch {self.state.epoch + 1}): "
+            f"{len(bad)} of {len(tensors)} tensors of the {what} hold NaN or infinite values ({', '.join(bad[:3])}"
+            f"{', ...' if len(bad) > 3 else ''}), so it was not written; {kept}. " + _DIVERGED_ADVICE
+        )
+
     def _save_latest(self) -> None:
+        state = {
+            **{f"model.{k}": v for k, v in self.model.state_dict().items()},
+            **{f"optimizer.{k}": v for k, v in _optimizer_tensors(self.optimizer)},
+            **({f"ema.{k}": v for k, v in self.ema.state_dict().items()} if self.ema is not None else {}),
+        }
+        self._require_finite("training state", state)
         if self.main:
             scaler = self.accelerator.scaler
             save_train_state(self.output_dir / "checkpoints" / "latest.pth", {
@@ -444,6 +532,7 @@ class Trainer:
     def _save_best(self, tables: dict[str, dict[str, float]]) -> None:
         from posecore._checkpoint import save_checkpoint
 
+        self._require_finite("best weights", self.eval_model().state_dict())
         if self.main:
             save_checkpoint({
                 "state_dict": self.eval_model().state_dict(),
@@ -496,3 +585,44 @@ class Trainer:
     def _call(self, name: str, *args: Any) -> None:
         for callback in self.callbacks:
             getattr(callback, name)(self, *args)
+
+
+_DIVERGED_ADVICE = (
+    "Resume it with a lower learning rate (posecore run --resume RUN_DIR train.optimizer.lr=...) or gradient "
+    "clipping (train.grad_clip=...), or use train.mixed_precision=bf16 instead of fp16"
+)
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> list[tuple[str, torch.Tensor]]:
+    """The optimiser's state tensors (momenta, variances), named ``<param>.<slot>``."""
+    return [(f"{index}.{slot}", value) for index, slots in optimizer.state_dict()["state"].items()
+            for slot, value in slots.items() if isinstance(value, torch.Tensor)]
+
+
+def config_changes(saved: str, config: ExperimentConfig) -> dict[str, tuple[Any, Any]]:
+    """The dotted keys whose values differ between a run's saved config (YAML text) and ``config``,
+    each as ``(saved value, new value)``."""
+    import yaml
+
+    before, after = _flatten(yaml.safe_load(saved) or {}), _flatten(yaml.safe_load(dump_config(config)))
+    return {key: (before.get(key), after.get(key)) for key in sorted(set(before) | set(after))
+            if before.get(key) != after.get(key)}
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as dotted keys (``train.optimizer.lr``); lists and scalars are the leaves."""
+    if not isinstance(tree, dict) or (not tree and prefix):
+        return {prefix.removesuffix("."): tree}
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        flat.update(_flatten(value, f"{prefix}{key}."))
+    return flat
+
+
+def _remove_stale_temporaries(output_dir: Path) -> None:
+    """Half-written files a killed save left behind (``.latest.pth.*.tmp``: writes go to a temporary
+    file that is renamed when complete, see :func:`posecore._fileio.atomic_write`)."""
+    for folder in (output_dir, output_dir / "checkpoints"):
+        if folder.is_dir():
+            for stale in folder.glob(".*.tmp"):
+                stale.unlink(missing_ok=True)
