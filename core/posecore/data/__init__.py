@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from posecore.data._coco import CocoKeypointDataset, write_example
     from posecore.data._dataset import LoadReport, PipelineDataset, TopdownDataset
     from posecore.data._images import decode_image, read_image
+    from posecore.data._mp100 import mp100_splits
     from posecore.data._pipeline import build_pipeline, standard_topdown_pipeline
     from posecore.data._sample import REQUIRED_SAMPLE_KEYS, Batch, Sample, check_sample, collate_samples
 
@@ -32,6 +33,7 @@ _EXPORTS = {
     "check_sample": "sample",
     "collate_samples": "sample",
     "decode_image": "images",
+    "mp100_splits": "mp100",
     "read_image": "images",
     "standard_topdown_pipeline": "pipeline",
     "write_example": "coco",
@@ -55,6 +57,7 @@ __all__ = [
     "collate_samples",
     "decode_image",
     "load_metainfo",
+    "mp100_splits",
     "read_image",
     "standard_topdown_pipeline",
     "write_example",
