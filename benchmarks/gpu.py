@@ -1,0 +1,192 @@
+"""posecore on a GPU: inference and training throughput, model FLOPs utilisation, peak memory, the
+embedded default run's wall time, and the data pipeline's rate, in one table.
+
+    python benchmarks/gpu.py                 # on CUDA: ViTPose-B and PoseBH-B, bf16
+    python benchmarks/gpu.py --smoke         # any device, tiny presets, seconds (the test-suite runs it)
+
+What is measured:
+
+* inference: ViTPose-B (``vitpose-b-coco-256x192``), uint8 crops in, keypoints out (the network
+  under bf16 autocast and the preset's decode, DARK-UDP), images/s at each batch size;
+* training: one optimiser step (forward, loss, backward, AdamW) of ViTPose-B and PoseBH-B
+  (``posebh-b-coco-256x192``, experts and six heads) on the model's own example batch;
+* MFU: achieved FLOP/s over the device's dense bf16 peak, counting 2 FLOPs per multiply-accumulate
+  of ``posecore flops`` (its count includes the attention matrix products); a training step
+  counts three forward passes (forward, and backward for activations and for weights);
+* peak memory: ``torch.cuda.max_memory_allocated`` during each measurement;
+* the data pipeline: samples/s of one data-loader worker over the COCO sample (the train pipeline,
+  UDP targets), and the workers it takes to feed the measured training rate;
+* the embedded default: ``posecore run`` (``vit-tiny-synthetic``) as a whole command, wall time.
+
+Goals on an H100/H200-class GPU (issue "Past one machine"): inference at least 40% of the bf16 peak,
+training at least 30% MFU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import posecore
+from posecore.analysis import measure_complexity
+
+HERE = Path(__file__).resolve().parent
+#: Dense bf16 peaks (TFLOP/s, no sparsity) of the data-centre GPUs this benchmark is meant for.
+BF16_PEAK_TFLOPS = {"H200": 989.4, "H100": 989.4, "A100": 312.0, "L40S": 362.1, "L4": 121.0}
+
+
+def bf16_peak(device: torch.device) -> float | None:
+    """The device's dense bf16 peak in FLOP/s, from its name; ``None`` when unknown (or CPU)."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((tflops * 1e12 for key, tflops in BF16_PEAK_TFLOPS.items() if key in name), None)
+
+
+def timed(step: Callable[[], Any], device: torch.device, seconds: float, warmup: int = 3) -> float:
+    """Median seconds per call of ``step`` (at least 5 calls), synchronising the device."""
+    for _ in range(warmup):
+        step()
+    synchronize(device)
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < 5 or time.perf_counter() - start < seconds:
+        begin = time.perf_counter()
+        step()
+        synchronize(device)
+        times.append(time.perf_counter() - begin)
+    return sorted(times)[len(times) // 2]
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peak_memory_gib(device: torch.device) -> float | None:
+    return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+
+
+def reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def build(preset: str, device: torch.device) -> tuple[torch.nn.Module, float]:
+    """The preset's model on ``device`` and its multiply-accumulates per image."""
+    torch.manual_seed(0)
+    model = posecore.build_model(posecore.get_preset(preset))
+    macs = measure_complexity(model, model.example_batch(1)).macs
+    return model.to(device), float(macs)
+
+
+def inference_row(preset: str, batch_size: int, device: torch.device, seconds: float) -> dict[str, Any]:
+    model, macs = build(preset, device)
+    model.eval()
+    width, height = model.input_size
+    images = torch.randint(0, 256, (batch_size, 3, height, width), dtype=torch.uint8, device=device)
+
+    def step() -> Any:
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16):
+            return model.predict({"image": images}, flip_test=False).keypoints
+
+    reset_peak(device)
+    rate = batch_size / timed(step, device, seconds)
+    return {"what": f"inference {preset}", "batch": batch_size, "images/s": rate, "flops_per_image": 2 * macs,
+            "peak_GiB": peak_memory_gib(device)}
+
+
+def training_row(preset: str, batch_size: int, device: torch.device, seconds: float) -> dict[str, Any]:
+    model, macs = build(preset, device)
+    model.train()
+    batch = model.example_batch(batch_size)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step() -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            losses = model.loss(batch)
+        sum(value.float() for value in losses.values()).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    reset_peak(device)
+    rate = batch_size / timed(step, device, seconds)
+    return {"what": f"training {preset}", "batch": batch_size, "images/s": rate, "flops_per_image": 3 * 2 * macs,
+            "peak_GiB": peak_memory_gib(device)}
+
+
+def pipeline_rate(seconds: float) -> float:
+    """Samples/s of one data-loader worker (the train pipeline, UDP targets, the COCO sample)."""
+    sys.path.insert(0, str(HERE))
+    import cv2
+    from topdown_pipeline import posecore_throughput  # the pipeline benchmark's own measurement
+
+    cv2.setNumThreads(1)  # as in a data-loader worker
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return posecore_throughput(HERE.parents[1] / "shared" / "data" / "coco", "udp", seconds)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def default_run_seconds() -> float:
+    """Wall time of ``posecore run`` (the embedded default) as a whole command; the trainer takes
+    the GPU when there is one."""
+    with tempfile.TemporaryDirectory() as folder:
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "posecore", "run", "--output", str(Path(folder) / "run"), "--quiet"],
+                       check=True)
+        return time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--smoke", action="store_true", help="tiny presets and batches, a second each: checks the script")
+    parser.add_argument("--seconds", type=float, default=5.0, help="timing per measurement")
+    parser.add_argument("--inference-batches", type=int, nargs="+", default=[1, 32, 256])
+    parser.add_argument("--training-batch", type=int, default=64)
+    parser.add_argument("--skip-default-run", action="store_true")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    if args.smoke:
+        inference_presets, training_presets = ["vit-tiny-synthetic"], ["vit-tiny-synthetic", "posebh-tiny-synthetic"]
+        batches, training_batch, seconds = [1, 4], 4, min(args.seconds, 0.5)
+    else:
+        inference_presets, training_presets = ["vitpose-b-coco-256x192"], ["vitpose-b-coco-256x192",
+                                                                            "posebh-b-coco-256x192"]
+        batches, training_batch, seconds = args.inference_batches, args.training_batch, args.seconds
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    peak = bf16_peak(device)
+    print(f"device: {name}; torch {torch.__version__}; bf16 peak: {f'{peak / 1e12:.0f} TFLOP/s' if peak else 'unknown'}")
+
+    rows = [inference_row(p, b, device, seconds) for p in inference_presets for b in batches]
+    rows += [training_row(p, training_batch, device, seconds) for p in training_presets]
+    print(f"{'what':<40} {'batch':>5} {'images/s':>10} {'TFLOP/s':>8} {'MFU':>6} {'peak GiB':>9}")
+    for row in rows:
+        achieved = row["images/s"] * row["flops_per_image"]
+        mfu = f"{achieved / peak:6.1%}" if peak else f"{'-':>6}"
+        memory = f"{row['peak_GiB']:9.2f}" if row["peak_GiB"] is not None else f"{'-':>9}"
+        print(f"{row['what']:<40} {row['batch']:>5} {row['images/s']:>10.1f} {achieved / 1e12:>8.2f} {mfu} {memory}")
+
+    per_worker = pipeline_rate(seconds)
+    training_rate = max(row["images/s"] for row in rows if row["what"].startswith("training"))
+    print(f"data pipeline: {per_worker:.0f} samples/s per worker; {math.ceil(training_rate / per_worker)} worker(s) "
+          f"feed the fastest training rate ({training_rate:.0f} images/s)")
+    if not args.skip_default_run and not args.smoke:
+        print(f"posecore run (embedded default): {default_run_seconds():.0f} s wall time")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
