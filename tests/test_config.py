@@ -138,7 +138,7 @@ def test_dump_writes_plain_yaml_with_every_field() -> None:
     assert data["train"]["mixed_precision"] == "no"  # quoted, so it stays a string
     assert set(data) == {"name", "model", "data", "codec", "train", "eval", "plugins"}
     assert set(data["train"]) == {
-        "epochs", "init_weights", "optimizer", "schedule", "stages", "mixed_precision", "grad_accum_steps",
+        "epochs", "init_weights", "init_weights_strict", "optimizer", "schedule", "stages", "mixed_precision", "grad_accum_steps",
         "grad_clip", "ema_decay", "seed", "val_interval", "checkpoint_interval", "log_interval",
     }
 
