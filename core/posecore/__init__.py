@@ -17,6 +17,7 @@ from posecore._errors import (
     PosecoreError,
     UnknownComponentError,
 )
+from posecore._lazy import lazy_exports
 from posecore.config import ComponentSpec, ExperimentConfig
 from posecore.hookspecs import PLUGIN_API_VERSION, hookimpl, hookspec
 
@@ -117,14 +118,10 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is not None:
-        import importlib
+_lazy_getattr, __dir__ = lazy_exports(__name__, globals(), _LAZY)
 
-        value = getattr(importlib.import_module(module), name)
-        globals()[name] = value
-        return value
+
+def __getattr__(name: str) -> Any:
     if name == "__version__":
         from importlib.metadata import PackageNotFoundError, version
 
@@ -132,4 +129,4 @@ def __getattr__(name: str) -> Any:
             return version("posecore")
         except PackageNotFoundError:
             return "0+unknown"
-    raise AttributeError(f"module 'posecore' has no attribute {name!r}")
+    return _lazy_getattr(name)

@@ -6,8 +6,9 @@ plugins load does not import torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from posecore._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from posecore.codecs._base import Codec
@@ -18,21 +19,21 @@ if TYPE_CHECKING:
     from posecore.codecs._regression import KeypointRegression
 
 _EXPORTS = {
-    "Codec": "base",
-    "KeypointRegression": "regression",
-    "MSRAHeatmap": "heatmap",
-    "UDPHeatmap": "heatmap",
-    "average_flipped": "flip",
-    "dark_refine": "refine",
-    "dark_udp_refine": "refine",
-    "flip_heatmaps": "flip",
-    "flip_keypoints": "flip",
-    "gaussian_blur": "refine",
-    "heatmap_argmax": "heatmap",
-    "heatmap_maxima": "heatmap",
-    "msra_gaussian_heatmaps": "gaussian",
-    "quarter_pixel_shift": "refine",
-    "udp_gaussian_heatmaps": "gaussian",
+    "Codec": "posecore.codecs._base",
+    "KeypointRegression": "posecore.codecs._regression",
+    "MSRAHeatmap": "posecore.codecs._heatmap",
+    "UDPHeatmap": "posecore.codecs._heatmap",
+    "average_flipped": "posecore.codecs._flip",
+    "dark_refine": "posecore.codecs._refine",
+    "dark_udp_refine": "posecore.codecs._refine",
+    "flip_heatmaps": "posecore.codecs._flip",
+    "flip_keypoints": "posecore.codecs._flip",
+    "gaussian_blur": "posecore.codecs._refine",
+    "heatmap_argmax": "posecore.codecs._heatmap",
+    "heatmap_maxima": "posecore.codecs._heatmap",
+    "msra_gaussian_heatmaps": "posecore.codecs._gaussian",
+    "quarter_pixel_shift": "posecore.codecs._refine",
+    "udp_gaussian_heatmaps": "posecore.codecs._gaussian",
 }
 
 __all__ = [
@@ -54,14 +55,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'posecore.codecs' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"posecore.codecs._{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)

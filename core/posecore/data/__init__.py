@@ -7,9 +7,9 @@ and the plugin host can use this package without it.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from posecore._lazy import lazy_exports
 from posecore.data._coco_layout import COCO_VAL_PERSON_DETECTIONS, coco_dataset_spec, coco_test_dev_spec
 from posecore.data._metainfo import DatasetMeta, builtin_keypoint_sets, load_metainfo
 
@@ -22,21 +22,21 @@ if TYPE_CHECKING:
     from posecore.data._sample import REQUIRED_SAMPLE_KEYS, Batch, Sample, check_sample, collate_samples
 
 _EXPORTS = {
-    "Batch": "sample",
-    "CocoKeypointDataset": "coco",
-    "LoadReport": "dataset",
-    "PipelineDataset": "dataset",
-    "REQUIRED_SAMPLE_KEYS": "sample",
-    "Sample": "sample",
-    "TopdownDataset": "dataset",
-    "build_pipeline": "pipeline",
-    "check_sample": "sample",
-    "collate_samples": "sample",
-    "decode_image": "images",
-    "mp100_splits": "mp100",
-    "read_image": "images",
-    "standard_topdown_pipeline": "pipeline",
-    "write_example": "coco",
+    "Batch": "posecore.data._sample",
+    "CocoKeypointDataset": "posecore.data._coco",
+    "LoadReport": "posecore.data._dataset",
+    "PipelineDataset": "posecore.data._dataset",
+    "REQUIRED_SAMPLE_KEYS": "posecore.data._sample",
+    "Sample": "posecore.data._sample",
+    "TopdownDataset": "posecore.data._dataset",
+    "build_pipeline": "posecore.data._pipeline",
+    "check_sample": "posecore.data._sample",
+    "collate_samples": "posecore.data._sample",
+    "decode_image": "posecore.data._images",
+    "mp100_splits": "posecore.data._mp100",
+    "read_image": "posecore.data._images",
+    "standard_topdown_pipeline": "posecore.data._pipeline",
+    "write_example": "posecore.data._coco",
 }
 
 __all__ = [
@@ -64,14 +64,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'posecore.data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"posecore.data._{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)

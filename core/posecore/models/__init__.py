@@ -6,9 +6,9 @@ code that only needs the contract should not pay for.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from posecore._lazy import lazy_exports
 from posecore.models._base import Batch, ImageNormalizer, PoseModel, PoseResult, batch_flip_indices
 
 if TYPE_CHECKING:
@@ -17,11 +17,11 @@ if TYPE_CHECKING:
     from posecore.models._vit import VIT_ARCHS, ViT
 
 _EXPORTS = {
-    "HeatmapDeconvHead": "heads",
-    "HeatmapSimpleHead": "heads",
-    "TopdownHeatmapModel": "topdown",
-    "VIT_ARCHS": "vit",
-    "ViT": "vit",
+    "HeatmapDeconvHead": "posecore.models._heads",
+    "HeatmapSimpleHead": "posecore.models._heads",
+    "TopdownHeatmapModel": "posecore.models._topdown",
+    "VIT_ARCHS": "posecore.models._vit",
+    "ViT": "posecore.models._vit",
 }
 
 __all__ = [
@@ -38,14 +38,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'posecore.models' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"posecore.models._{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
