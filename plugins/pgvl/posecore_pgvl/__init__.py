@@ -1,4 +1,4 @@
-"""posecore-pgvl: Parse-graph visual-language fusion (PGVL): CLIP text + body-part parse graph on a ViT."""
+"""posecore-pgvl: PGVL, parse-graph visual-language interaction for pose estimation (arXiv 2509.07385)."""
 
 from importlib.metadata import PackageNotFoundError, version
 
