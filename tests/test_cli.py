@@ -262,6 +262,42 @@ def test_measure_complexity_counts_macs_exactly() -> None:
     assert model.training, "measuring must restore the training mode"
 
 
+def test_measure_complexity_modules_convention_leaves_out_products_outside_leaf_modules(posecore_cli) -> None:
+    """mmcv's module-hook convention: the linear projections count, the attention products written
+    in the attention module's own forward (QK^T, AV, here through fused attention) do not."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    from posecore.analysis import measure_complexity
+
+    class Attention(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.qkv = nn.Linear(8, 24)
+            self.block = nn.Sequential(nn.Linear(8, 8), nn.ReLU())  # nested: only its leaves count
+
+        def forward(self, batch):
+            tokens = batch["image"].flatten(2).transpose(1, 2)  # (1, 20, 8)
+            q, k, v = self.qkv(tokens).chunk(3, dim=-1)
+            return self.block(F.scaled_dot_product_attention(q, k, v) + q @ k.transpose(1, 2) @ v)
+
+    model = Attention()
+    batch = {"image": torch.randn(1, 8, 4, 5)}
+    projections = 20 * 8 * 24 + 20 * 8 * 8
+    products = 2 * (2 * 20 * 20 * 8)  # QK^T and AV, twice (fused and written out)
+    assert measure_complexity(model, batch).macs == projections + products
+    modules = measure_complexity(model, batch, convention="modules")
+    assert modules.macs == projections
+    assert dict(modules.macs_by_module) == {"qkv": 20 * 8 * 24, "block": 20 * 8 * 8}
+    assert "leaf modules" in modules.to_json()["flops_convention"]
+    with pytest.raises(ValueError, match="convention must be one of"):
+        measure_complexity(model, batch, convention="mmcv")
+    result = posecore_cli("flops", "--json", "--convention", "modules", "--preset", PRESET)
+    assert result.returncode == 0, result.stderr
+    assert "leaf modules only" in json.loads(result.stdout)["convention"]
+
+
 # -- doctor ------------------------------------------------------------------------------------
 
 

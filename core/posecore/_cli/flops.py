@@ -23,9 +23,11 @@ def flops_command(args: argparse.Namespace) -> int:
         config = host.registries.presets.get(name).load()
         torch.manual_seed(0)
         model = build_model(config, host.registries)
-        results[name] = measure_complexity(model, model.example_batch(1)).to_json()
+        results[name] = measure_complexity(model, model.example_batch(1), convention=args.convention).to_json()
+    modules = args.convention == "modules"
     if args.json:
-        print_json({"convention": "GFLOPs = multiply-accumulates (mmcv/fvcore, as pose papers report)",
+        print_json({"convention": "GFLOPs = multiply-accumulates (mmcv/fvcore, as pose papers report)"
+                                  + ("; leaf modules only (attention products not counted)" if modules else ""),
                     "presets": results})
         return 0
     width = max([len(n) for n in results] + [6])
@@ -33,5 +35,6 @@ def flops_command(args: argparse.Namespace) -> int:
     for name, figures in results.items():
         shape = "x".join(map(str, figures["input_shape"][-2:]))
         print(f"{name:<{width}}  {figures['params_M']:>10.2f}  {figures['GFLOPs']:>8.2f}  {shape}")
-    print("* multiply-accumulates, the convention of mmcv and the pose papers (PyTorch FLOPs / 2)")
+    print("* multiply-accumulates, the convention of mmcv and the pose papers (PyTorch FLOPs / 2)"
+          + ("; leaf modules only, as mmcv's module hooks count: attention's matrix products left out" if modules else ""))
     return 0

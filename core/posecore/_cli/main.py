@@ -103,6 +103,10 @@ def _add_command_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     elif name == "flops":
         parser.add_argument("--preset", dest="presets", action="append", metavar="NAME",
                             help="preset(s) to measure (default: every preset, or the selected plugin's)")
+        parser.add_argument("--convention", choices=("operators", "modules"), default="operators",
+                            help="operators: every matrix product and convolution (default); modules: only those "
+                                 "inside leaf modules, as mmcv's get_model_complexity_info counts (attention's "
+                                 "QK^T and AV left out), the convention of e.g. PVTv2's and HEViTPose's papers")
         parser.add_argument("--json", action="store_true", help="print one JSON document")
     elif name == "doctor":
         parser.add_argument("--json", action="store_true", help="print one JSON document")

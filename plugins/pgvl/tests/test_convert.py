@@ -1,6 +1,6 @@
 """Loading the released PGVL checkpoints.
 
-State dicts are built with exactly the released keys and shapes (``released_layout``), saved in
+State dicts are built with exactly the released keys and shapes (``pgvl_released_layout``), saved in
 mmcv 1.x's container and loaded through ``posecore.load_weights`` without naming a converter:
 every key must find its place (strict). Then one forward pass with the flip test and a decode.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from posecore_pgvl.model import PGVLModel, pgvl_official, to_official
-from released_layout import mmcv_checkpoint, released_shapes, released_state_dict
+from pgvl_released_layout import mmcv_checkpoint, released_shapes, released_state_dict
 
 import posecore
 from posecore.data import load_metainfo

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from released_layout import released_shapes
+from pgvl_released_layout import released_shapes
 
 import posecore
 from posecore.analysis import measure_complexity
