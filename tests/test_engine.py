@@ -123,6 +123,17 @@ def test_param_groups_layer_decay_and_no_decay():
     assert scale["backbone.pos"][1] == 0.0
 
 
+def test_decay_exemptions_none_decays_biases_norms_and_listed_unless_a_rule_says_otherwise():
+    config = OptimizerConfig(lr=1.0, weight_decay=0.1, decay_exemptions="none",
+                             param_groups=(ParamGroupRule("backbone.*", lr_mult=0.1), ParamGroupRule("*bias", decay_mult=0.0)))
+    decay = {name: g["weight_decay"] for g in build_param_groups(_Layered(), config) for name in g["names"]}
+    assert decay["backbone.pos"] == 0.1  # listed in no_weight_decay(), decayed all the same (mmcv 1.x)
+    assert decay["backbone.blocks.0.weight"] == 0.1 and decay["head.weight"] == 0.1
+    assert decay["head.bias"] == 0.0  # the rule, not the convention
+    with pytest.raises(ValueError, match="decay_exemptions"):
+        OptimizerConfig(decay_exemptions="biases")
+
+
 def test_param_group_rules_first_match_wins():
     config = OptimizerConfig(weight_decay=0.1, param_groups=(ParamGroupRule("backbone.*", lr_mult=0.1),
                                                               ParamGroupRule("*", lr_mult=0.0)))

@@ -134,6 +134,8 @@ def test_readme_install_command_resolves_every_plugin_locally() -> None:
     requirement may ever be looked up on a registry (dependency confusion)."""
     install, test = _readme_commands()
     assert test.startswith("python -m pytest")
+    install, run = install.split(" && ")
+    assert run == "posecore run", "the first set-up command ends by running the embedded default"
     args = shlex.split(install)[3:]  # after: python -m pip
     assert args[0] == "install"
     named = {Path(arg).name for arg in args if arg.startswith("plugins/")}

@@ -28,6 +28,7 @@ __all__ = [
 
 MixedPrecision = Literal["no", "fp16", "bf16"]
 OptimizerType = Literal["adamw", "adam", "sgd"]
+DecayExemptions = Literal["1d_and_listed", "none"]
 ScheduleType = Literal["step", "cosine", "constant"]
 
 _MIXED_PRECISION = ("no", "fp16", "bf16")
@@ -113,7 +114,14 @@ class ParamGroupRule:
 
 @attrs.frozen
 class OptimizerConfig:
-    """Optimiser and parameter groups; ``layer_decay`` enables layer-wise lr decay (ViTs)."""
+    """Optimiser and parameter groups; ``layer_decay`` enables layer-wise lr decay (ViTs).
+
+    ``decay_exemptions`` says which parameters never see weight decay before ``param_groups``
+    rules apply: ``"1d_and_listed"`` (timm's and mmpose 1.x's convention: biases, norms and
+    what a module lists in ``no_weight_decay()``), or ``"none"`` (mmcv 1.x's default optimiser
+    constructor: every parameter decays unless a rule's ``decay_mult`` says otherwise), which
+    methods trained that way need to run the code path their published figures came from.
+    """
 
     type: OptimizerType = attrs.field(default="adamw", validator=one_of(_OPTIMIZERS))
     lr: float = attrs.field(default=5e-4, validator=in_range(0.0, 10.0, low_open=True))
@@ -124,6 +132,8 @@ class OptimizerConfig:
         default=None, validator=optional(in_range(0.0, 1.0, low_open=True))
     )
     param_groups: tuple[ParamGroupRule, ...] = ()
+    decay_exemptions: DecayExemptions = attrs.field(default="1d_and_listed",
+                                                    validator=one_of(("1d_and_listed", "none")))
 
 
 @attrs.frozen

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from posecore.data._dataset import LoadReport, PipelineDataset, TopdownDataset
     from posecore.data._images import decode_image, read_image
     from posecore.data._mp100 import mp100_splits
-    from posecore.data._pipeline import build_pipeline, standard_topdown_pipeline
+    from posecore.data._pipeline import build_pipeline
+    from posecore.data._pipeline_specs import standard_topdown_pipeline
     from posecore.data._sample import REQUIRED_SAMPLE_KEYS, Batch, Sample, check_sample, collate_samples
 
 _EXPORTS = {
@@ -35,7 +36,7 @@ _EXPORTS = {
     "decode_image": "posecore.data._images",
     "mp100_splits": "posecore.data._mp100",
     "read_image": "posecore.data._images",
-    "standard_topdown_pipeline": "posecore.data._pipeline",
+    "standard_topdown_pipeline": "posecore.data._pipeline_specs",
     "write_example": "posecore.data._coco",
 }
 

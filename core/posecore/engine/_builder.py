@@ -23,7 +23,8 @@ from posecore._registry import Registries
 from posecore.config import ExperimentConfig
 from posecore.config._spec import ComponentSpec
 from posecore.data._dataset import PipelineDataset
-from posecore.data._pipeline import build_pipeline, standard_topdown_pipeline
+from posecore.data._pipeline import build_pipeline
+from posecore.data._pipeline_specs import standard_topdown_pipeline
 from posecore.engine._assembly_rules import DatasetEntry, dataset_entries, engine_context
 from posecore.models._base import PoseModel
 

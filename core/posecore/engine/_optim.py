@@ -6,7 +6,8 @@ needs saving to resume a schedule exactly.
 Parameter groups follow the conventions every method here trains with (timm, mmcv, BEiT):
 
 * no weight decay on 1-D parameters (biases, norms) and on what a module lists in
-  ``no_weight_decay()`` (ViT position embeddings);
+  ``no_weight_decay()`` (ViT position embeddings), unless ``decay_exemptions`` is ``"none"``
+  (mmcv 1.x's default constructor, which decays them);
 * ``OptimizerConfig.param_groups`` rules (first match by glob wins) scale lr and decay;
 * ``layer_decay``: a submodule exposing ``num_layers`` and ``layer_id(name)`` (the ViT
   backbone) gets ``lr * layer_decay ** (num_layers + 1 - layer_id)``; everything outside it
@@ -54,12 +55,13 @@ def build_param_groups(model: nn.Module, config: OptimizerConfig) -> list[dict[s
             "train.optimizer.layer_decay is set but no submodule of the model has 'num_layers' and 'layer_id()' "
             "(the ViT backbones do); remove layer_decay or use such a backbone"
         )
-    no_decay = _no_decay_names(model)
+    no_decay = _no_decay_names(model) if config.decay_exemptions == "1d_and_listed" else None
     groups: dict[tuple[float, float], dict[str, Any]] = {}
     for name, parameter in model.named_parameters():
         rule = next((r for r in config.param_groups if fnmatch.fnmatchcase(name, r.pattern)), None)
         lr_scale = rule.lr_mult if rule else 1.0
-        decay = 0.0 if parameter.ndim <= 1 or name in no_decay else config.weight_decay
+        exempt = no_decay is not None and (parameter.ndim <= 1 or name in no_decay)
+        decay = 0.0 if exempt else config.weight_decay
         decay *= rule.decay_mult if rule else 1.0
         if decayed is not None:
             prefix, module = decayed

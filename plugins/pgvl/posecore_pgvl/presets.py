@@ -51,8 +51,9 @@ __all__ = ["PARAM_GROUPS", "pgvl_preset", "tiny_synthetic"]
 PLUGINS = ("pgvl",)
 
 #: mmcv custom_keys (longest key first, first match wins): text_encoder lr x 0, backbone lr x 0.1,
-#: no weight decay on non-backbone parameters named "norm". (posecore already exempts every 1-D
-#: parameter from decay; see the README for that one difference.)
+#: no weight decay on non-backbone parameters named "norm". The released configs' constructor
+#: decays everything else, biases, backbone norms, gates and ``logit_scale`` included, so the
+#: published presets set ``decay_exemptions="none"``.
 PARAM_GROUPS = (
     ParamGroupRule("text_encoder.*", lr_mult=0.0),
     ParamGroupRule("backbone.*", lr_mult=0.1),
@@ -177,7 +178,8 @@ def pgvl_preset(dataset: str, size: str = "b") -> ExperimentConfig:
         train=TrainConfig(
             epochs=210,
             init_weights=f"weights/pgvl_init_vit_{size}{'_clip_l14' if size == 'l' else ''}_{input_size[1]}x{input_size[0]}.pth",
-            optimizer=OptimizerConfig(type="adamw", lr=5e-4, weight_decay=1e-4, param_groups=PARAM_GROUPS),
+            optimizer=OptimizerConfig(type="adamw", lr=5e-4, weight_decay=1e-4, param_groups=PARAM_GROUPS,
+                                      decay_exemptions="none"),
             schedule=ScheduleConfig(type="step", milestones=(170, 200), warmup_iters=500, warmup_ratio=0.001),
             val_interval=10,
         ),

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from posecore_pgvl.model import PGVLModel, pgvl_official, to_official
 from pgvl_released_layout import mmcv_checkpoint, released_shapes, released_state_dict
+from posecore_pgvl.model import PGVLModel, pgvl_official, to_official
 
 import posecore
 from posecore.data import load_metainfo

@@ -185,4 +185,7 @@ def test_optimiser_groups_follow_the_original() -> None:
     assert scale["fusion.parse_layers.0.0.w"] == scale["head.final_layer.weight"] == scale["logit_scale"] == 1.0
     assert decay["backbone.blocks.0.attn.qkv.weight"] == decay["contexts"] == decay["visual_proj.weight"] == 1e-4
     assert decay["fusion.norm_layers_t.0.weight"] == 0.0
+    # the released configs' mmcv constructor decays 1-D parameters and the position embedding too
+    assert decay["backbone.last_norm.weight"] == decay["backbone.blocks.0.attn.qkv.bias"] == 1e-4
+    assert decay["logit_scale"] == decay["backbone.pos_embed"] == decay["head.final_layer.bias"] == 1e-4
     assert config.train.optimizer.param_groups[0].lr_mult == 0.0

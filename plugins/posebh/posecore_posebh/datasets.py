@@ -20,11 +20,9 @@ from torch.utils.data import Dataset
 
 from posecore import ConfigError, Nested
 from posecore.data import CocoKeypointDataset, DatasetMeta, write_example
+from posecore_posebh.presets import PW3D_KEYPOINT_SET
 
-__all__ = ["PW3D_KEYPOINT_SET", "KeypointSubset", "pw3d", "subset_meta"]
-
-#: The 24-joint 3DPW keypoint set of PoseBH's transfer experiment.
-PW3D_KEYPOINT_SET = Path(__file__).with_name("keypoint_sets") / "pw3d_smpl24.json"
+__all__ = ["KeypointSubset", "pw3d", "subset_meta"]
 
 
 def pw3d(ann_file: str, image_root: str | None = None, bbox_file: str | None = None, bbox_score_thr: float = 0.0,

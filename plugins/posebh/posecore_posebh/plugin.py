@@ -1,14 +1,17 @@
 """The posecore hooks of plugin ``posebh``: PoseBH (CVPR 2025) and the ViTPose++ it builds on.
 
-Every factory and preset is a ``"module:attribute"`` string, so listing the plugin imports no
-torch. The published figures are the PoseBH README's (uyoung-jeong/PoseBH, "Evaluation Results")
+Every factory is a ``"module:attribute"`` string and every preset a call into the torch-free
+``presets`` module, so listing the plugin imports no torch. The published figures are the PoseBH README's (uyoung-jeong/PoseBH, "Evaluation Results")
 and, for ViTPose++ alone, the ViTPose README's ("ViTPose+" rows).
 """
 
 from __future__ import annotations
 
+import functools
+
 import posecore
 from posecore import Component, Converter, Preset, PublishedResult
+from posecore_posebh import presets
 
 POSECORE_PLUGIN_API = 1
 
@@ -138,7 +141,7 @@ def posecore_models() -> list[Component]:
 
 @posecore.hookimpl
 def posecore_presets() -> list[Preset]:
-    presets = [
+    declared = [
         Preset(
             "posebh-tiny-synthetic",
             "posecore_posebh.presets:tiny_synthetic",
@@ -148,32 +151,32 @@ def posecore_presets() -> list[Preset]:
     ]
     for size, coco in (("b", 77.3), ("h", 79.5)):
         start = f"vitpose+_{'base' if size == 'b' else 'huge'}.pth"
-        presets.append(Preset(
+        declared.append(Preset(
             f"posebh-{size}-mdt-released-256x192",
-            f"posecore_posebh.presets:posebh_{size}_mdt_released",
+            functools.partial(presets.mdt_preset, size, True, True),
             f"PoseBH-{size.upper()} multi-dataset training, reproduction of the released code, its bugs included "
             f"(model.legacy_quirks=true; the centre shift drawn once per dataset build): the published run "
             f"(6 datasets, 3 phases, from {start})",
             published=[PublishedResult("COCO", "val2017", "AP", coco, f"{_POSEBH}; the COCO head, detector boxes")],
         ))
-        presets.append(Preset(
+        declared.append(Preset(
             f"posebh-{size}-mdt-256x192",
-            f"posecore_posebh.presets:posebh_{size}_mdt",
+            functools.partial(presets.mdt_preset, size),
             f"PoseBH-{size.upper()} multi-dataset training, corrected: the method as described, without the released "
             f"code's bugs (legacy_quirks=false); no published figure ran this code (posebh-{size}-mdt-released-256x192 "
             f"reproduces the published run)",
         ))
         for dataset, label in _DATASETS.items():
-            presets.append(Preset(
+            declared.append(Preset(
                 f"posebh-{size}-{dataset}-256x192",
-                f"posecore_posebh.presets:posebh_{size}_{dataset}",
+                functools.partial(presets.posebh_eval_preset, size, dataset),
                 f"PoseBH-{size.upper()} evaluated on {label}: its expert and head (evaluation only)",
                 published=_published((dataset, size)),
             ))
-    presets += [
+    declared += [
         Preset(
             "posebh-b-interhand2d-256x192",
-            "posecore_posebh.presets:posebh_b_interhand2d",
+            functools.partial(presets.transfer_preset, "interhand2d"),
             "PoseBH-B transferred to InterHand2.6M single hands (21 keypoints), prototypes for the new keypoints",
             published=[PublishedResult("InterHand2.6M", "test", "PCK@0.2/keypoint", 98.7, f"{_POSEBH}; paper 98.6"),
                        PublishedResult("InterHand2.6M", "test", "AUC", 86.6, f"{_POSEBH}; paper 87.1"),
@@ -181,21 +184,21 @@ def posecore_presets() -> list[Preset]:
         ),
         Preset(
             "posebh-b-3dpw-256x192",
-            "posecore_posebh.presets:posebh_b_3dpw",
+            functools.partial(presets.transfer_preset, "3dpw"),
             "PoseBH-B transferred to 3DPW (24 SMPL joints in 2D), prototypes for the new keypoints",
             published=[PublishedResult("3DPW", "test", "AP", 83.8, f"{_POSEBH}; paper 83.6"),
                        PublishedResult("3DPW", "test", "AR", 87.1, f"{_POSEBH}; paper 87.1")],
         ),
     ]
     for size, coco in (("s", 75.8), ("b", 77.0), ("l", 78.6), ("h", 79.4)):
-        presets.append(Preset(
+        declared.append(Preset(
             f"vitpose+-{size}-mdt-256x192",
-            f"posecore_posebh.presets:vitpose_plus_{size}_mdt",
+            functools.partial(presets.vitpose_plus_preset, size),
             f"ViTPose++-{size.upper()} (no prototypes): the vitpose+_*.pth architecture and multi-dataset recipe, "
             "as the original runs it (fp32, the centre shift drawn once per dataset build)",
             published=[PublishedResult("COCO", "val2017", "AP", coco, f"{_VITPOSE}; detector boxes")],
         ))
-    return presets
+    return declared
 
 
 @posecore.hookimpl

@@ -26,6 +26,7 @@ the original repositories expect (``data/coco``, ``data/aic``, ``data/mpii``, ``
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from posecore.config import (
@@ -44,10 +45,13 @@ from posecore.data import (
     load_metainfo,
     standard_topdown_pipeline,
 )
-from posecore_posebh.datasets import PW3D_KEYPOINT_SET
 
 __all__ = ["ARCHS", "EVAL_DATASETS", "KEYPOINTS", "mdt_preset", "posebh_eval_preset", "tiny_synthetic",
            "transfer_preset", "vitpose_plus_preset"]
+
+#: The 24-joint 3DPW keypoint set of PoseBH's transfer experiment (the core's ``3dpw`` set is a
+#: different, 18-keypoint one). Here rather than in ``datasets`` so that presets import no torch.
+PW3D_KEYPOINT_SET = Path(__file__).with_name("keypoint_sets") / "pw3d_smpl24.json"
 
 INPUT_SIZE, HEATMAP_SIZE = (192, 256), (48, 64)
 #: Keypoints of each training dataset, in expert/head order.
@@ -347,26 +351,3 @@ def tiny_synthetic() -> ExperimentConfig:
         eval=EvalConfig(metrics=[{"type": "coco_ap", "metainfo": "coco"}], main_metric="AP", flip_test=True),
         plugins=PLUGINS,
     )
-
-
-# ---------------------------------------------------------------------------------------------
-# Zero-argument functions, one per preset, for the plugin's "module:attribute" references.
-
-def _define(name: str, build: Any, *args: Any) -> None:
-    def preset() -> ExperimentConfig:
-        return build(*args)
-
-    preset.__name__ = preset.__qualname__ = name
-    preset.__doc__ = build.__doc__
-    globals()[name] = preset
-
-
-for _size in ("b", "h"):
-    _define(f"posebh_{_size}_mdt", mdt_preset, _size)
-    _define(f"posebh_{_size}_mdt_released", mdt_preset, _size, True, True)
-    for _dataset in EVAL_DATASETS:
-        _define(f"posebh_{_size}_{_dataset}", posebh_eval_preset, _size, _dataset)
-for _size in ARCHS:
-    _define(f"vitpose_plus_{_size}_mdt", vitpose_plus_preset, _size)
-for _target in ("interhand2d", "3dpw"):
-    _define(f"posebh_b_{_target}", transfer_preset, _target)

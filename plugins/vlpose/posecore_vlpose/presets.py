@@ -23,6 +23,7 @@ Paths are relative to a data root laid out as the original expects (``data/Human
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from posecore import Preset, PublishedResult
@@ -35,7 +36,7 @@ from posecore.config import (
     StageConfig,
     TrainConfig,
 )
-from posecore.data import COCO_VAL_PERSON_DETECTIONS, coco_dataset_spec
+from posecore.data import COCO_VAL_PERSON_DETECTIONS, coco_dataset_spec, standard_topdown_pipeline
 
 __all__ = ["HUMANART_TRAINABLE", "SIZES", "coco_stage_preset", "humanart_preset", "preset_declarations",
            "tiny_synthetic"]
@@ -75,8 +76,6 @@ def _codec(input_size: tuple[int, int] = INPUT_SIZE, heatmap_size: tuple[int, in
 
 def _pipeline() -> list[dict[str, Any]]:
     """mmpose 1.x's: flip, half body (p 0.3), scale 0.5-1.5, rotation 80 deg (p 0.6), shift 0.16 (p 0.3)."""
-    from posecore.data import standard_topdown_pipeline  # imports torch: not while plugins are discovered
-
     specs = [spec.to_dict() for spec in standard_topdown_pipeline(train=True, scale_factor=0.5, rotate_factor=80.0,
                                                                    shift_factor=0.16, shift_prob=0.3)]
     return specs
@@ -203,24 +202,6 @@ def tiny_synthetic() -> ExperimentConfig:
     )
 
 
-# -- zero-argument functions for the plugin's "module:attribute" references ----------------------
-
-
-def _define(name: str, build: Any, *args: Any) -> None:
-    def preset() -> ExperimentConfig:
-        return build(*args)
-
-    preset.__name__ = preset.__qualname__ = name
-    preset.__doc__ = build.__doc__
-    globals()[name] = preset
-
-
-for _size in SIZES:
-    _define(f"coco_{_size}", coco_stage_preset, _size)
-    for _prompt in ("dp", "sp"):
-        _define(f"humanart_{_size}_{_prompt}", humanart_preset, _size, _prompt)
-
-
 def preset_declarations() -> list[Preset]:
     """The plugin's presets (``posecore_presets``)."""
     presets = [Preset("vlpose-tiny-synthetic", "posecore_vlpose.presets:tiny_synthetic",
@@ -240,13 +221,13 @@ def preset_declarations() -> list[Preset]:
                                     f"{size.upper()}: the frozen main branch (run vlpose-{size}-coco-256x192's eval)"),
                 ]
             presets.append(Preset(
-                f"vlpose-{size}-{prompt}-humanart-256x192", f"posecore_vlpose.presets:humanart_{size}_{prompt}",
+                f"vlpose-{size}-{prompt}-humanart-256x192", functools.partial(humanart_preset, size, prompt),
                 f"VLPose-{size.upper()} Human-Art stage, {kind} prompts ({tokens} tokens), frozen ViT ({arch}) and main "
                 f"branch; released config ..._kw1_vit-{size.upper()}_{prompt}{tokens}.py (legacy_quirks on)",
                 published=published,
             ))
         presets.append(Preset(
-            f"vlpose-{size}-coco-256x192", f"posecore_vlpose.presets:coco_{size}",
+            f"vlpose-{size}-coco-256x192", functools.partial(coco_stage_preset, size),
             f"VLPose-{size.upper()} COCO stage: fixed sentence, ViT trained (layer decay over 12 layers: legacy_quirks), "
             f"main branch from {vitpose} and frozen",
         ))
