@@ -4,7 +4,9 @@ HEViTPose's point is speed (the paper: fewer parameters and GFLOPs than HRNet-W3
 similar MPII accuracy). This script times the network forward (images -> heatmaps, fp32, random
 weights, ``torch.inference_mode``, eval mode) of the ``hevitpose-{t,s,b}-mpii-256x256`` presets'
 models (256x256 crops, the reconstructed architecture, see plugins/hevitpose/README.md) and of
-``vitpose-s-coco-256x192`` (256x192 crops, its own preset's input), at batch 1 and batch 32. The
+``vitpose-s-coco-256x192`` (256x192 crops, its own preset's input), at batch 1 and batch 32, each
+prepared for inference as posecore's predictors do (``timm.utils.reparameterize_model``: HEViT's
+convolution + BatchNorm pairs folded into one convolution; ViTPose has nothing to fold). The
 models take turns, round after round, so a busy machine slows them alike; each figure is the median
 over rounds of images per second.
 
@@ -22,6 +24,7 @@ import time
 from pathlib import Path
 
 import torch
+from timm.utils import reparameterize_model
 
 import posecore
 from posecore._plugins import get_host
@@ -62,7 +65,7 @@ def main() -> int:
     for label, preset in PRESETS.items():
         torch.manual_seed(0)
         model = build_model(posecore.get_preset(preset), registries).to(device).eval()
-        models[label] = model
+        models[label] = reparameterize_model(model, inplace=True)
         inputs[label] = model.input_size  # (width, height)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     results: dict[tuple[str, int], float] = {}

@@ -22,3 +22,25 @@ def test_the_gpu_benchmark_runs_in_smoke_mode() -> None:
         ["training", "vit-tiny-synthetic"], ["training", "posebh-tiny-synthetic"]]
     assert all(float(row.split()[3]) > 0 for row in rows), "images/s measured for every row"
     assert re.search(r"data pipeline: \d+ samples/s per worker; \d+ worker\(s\) feed", result.stdout)
+
+
+def test_the_default_runs_benchmark_names_the_cpu_and_times_a_run() -> None:
+    """An untrained core default (``train.epochs=0``: data, model, evaluation) keeps it quick."""
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "default_runs.py"), "train.epochs=0",
+                             "--runs", "core"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert re.match(r"CPU: .+ \(\d+ cores; .+\)", result.stdout)
+    row = re.search(r"^core\s+(\d+) min (\d\d) s\s+AP (\d\.\d{3})\s+(yes|NO)$", result.stdout, re.M)
+    assert row, result.stdout
+    assert float(row.group(3)) < 0.2, "an untrained model scores near zero"
+
+
+def test_the_cpu_profile_attributes_a_training_step_to_kinds_of_work() -> None:
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "cpu_profile.py"), "--defaults", "core",
+                             "--steps", "1", "--no-vit-b"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    rows = re.findall(r"^vit-tiny-synthetic train step, (fp32|bf16) .* ms/step .* \| (.+)$", result.stdout, re.M)
+    assert rows and rows[0][0] == "fp32"
+    shares = [float(share) for share in re.findall(r" (\d+)%", rows[0][1])]
+    assert "matmul" in rows[0][1] and 95 <= sum(shares) <= 105, "the kinds add up to the step's wall time"
+    assert re.search(r"data: \d+ samples/s per worker .* evaluation pass [\d.]+ s", result.stdout)

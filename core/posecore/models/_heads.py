@@ -75,8 +75,13 @@ class HeatmapDeconvHead(nn.Module):
         _init_heatmap_layers(self)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """features: (B, C, h, w) -> heatmaps (B, K, h * 2^n, w * 2^n)."""
-        return self.final_layer(self.deconv_layers(features))
+        """features: (B, C, h, w) -> heatmaps (B, K, h * 2^n, w * 2^n).
+
+        The deconvolutions run channels-last: oneDNN's CPU kernels for transposed convolutions
+        are 1.5-2x faster in that layout (forward and backward), and they are most of the head's
+        work. The heatmaps come back in the ordinary layout for the losses and decoders."""
+        features = features.contiguous(memory_format=torch.channels_last)
+        return self.final_layer(self.deconv_layers(features)).contiguous()
 
     def decode(self, heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Heatmap maxima in input pixels: keypoints (B, K, 2), scores (B, K)."""

@@ -45,6 +45,24 @@ def test_the_block_is_the_efficientvit_sandwich() -> None:
     assert float(block.dw0[1].weight.abs().sum()) == 0 and float(block.ffn1.pw2[1].weight.abs().sum()) == 0
 
 
+def test_fusing_for_inference_folds_every_batchnorm_and_keeps_the_outputs() -> None:
+    from timm.utils import reparameterize_model
+
+    backbone = HEViT(**SMALL)
+    with torch.no_grad():  # trained-looking statistics and affine terms, so the folding matters
+        for module in backbone.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5), module.running_var.uniform_(0.5, 2.0)
+                module.weight.uniform_(0.5, 1.5), module.bias.uniform_(-0.2, 0.2)
+    backbone.eval()
+    fused = reparameterize_model(backbone)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in backbone.modules()) > 0  # the original is kept
+    x = torch.randn(2, 3, 64, 96)
+    with torch.inference_mode():
+        torch.testing.assert_close(fused(x), backbone(x), rtol=1e-3, atol=1e-3)  # fp32 rounding over 4 blocks
+
+
 def test_keys_and_values_come_from_the_spatially_reduced_input_and_each_head_has_its_convs() -> None:
     attn = CGSRAttention(32, groups=2, heads=2, key_dim=8, sr_ratio=4)
     group = attn.attns[0]
