@@ -91,14 +91,14 @@ def main() -> int:
         parser.error(f"no default run {unknown}; installed: {sorted(available)}")
     print(f"CPU: {cpu_description()}")
     print(f"overrides: {' '.join(args.overrides) or 'none'}; target: under {TARGET_SECONDS / 60:.0f} min each")
-    print(f"{'default':<14}{'wall time':>12}{'metric':>16}  within target")
+    print(f"{'default':<14}{'wall time':>12}  {'metric':<24}  within target")
     for label in chosen:
         results = [time_run(available[label], args.overrides) for _ in range(args.repeat)]
         seconds = statistics.median(r[0] for r in results)
         name, value = results[0][1], statistics.median(r[2] for r in results)
         minutes, rest = divmod(round(seconds), 60)
         verdict = "yes" if seconds < TARGET_SECONDS else "NO"
-        print(f"{label:<14}{f'{minutes} min {rest:02d} s':>12}{f'{name} {value:.3f}':>16}  {verdict}", flush=True)
+        print(f"{label:<14}{f'{minutes} min {rest:02d} s':>12}  {f'{name} {value:.3f}':<24}  {verdict}", flush=True)
     return 0
 
 

@@ -18,9 +18,12 @@ import pytest
 import tomllib
 import yaml
 
+from posecore.hookspecs import PLUGIN_API_VERSION
+
 ROOT = Path(__file__).resolve().parents[1]
 OFFICIAL = ("pgvl", "vlpose", "posebh", "poseanything", "hevitpose")
-COMMANDS = ("plugins", "config", "run", "train", "eval", "predict", "export", "convert", "flops", "doctor")
+COMMANDS = ("plugins", "config", "run", "train", "eval", "predict", "export", "convert", "flops", "compare", "doctor",
+            "app")
 PRESET = "simplebaseline-res50-coco-256x192"
 
 
@@ -94,7 +97,7 @@ EXPLODING = "raise RuntimeError('kaboom at import time')\n"
 
 def _plugins(result: subprocess.CompletedProcess[str]) -> dict[str, dict]:
     document = json.loads(result.stdout)  # exactly one JSON document, nothing else on stdout
-    assert document["plugin_api"] == 1
+    assert document["plugin_api"] == PLUGIN_API_VERSION
     return {entry["name"]: entry for entry in document["plugins"]}
 
 
@@ -154,7 +157,7 @@ def test_plugins_verbose_shows_presets_with_published_figures(posecore_cli) -> N
 def test_version(posecore_cli) -> None:
     result = posecore_cli("--version")
     assert result.returncode == 0, result.stderr
-    assert re.match(r"posecore 0\.1\.0 \(plugin API 1\)", result.stdout)
+    assert re.match(rf"posecore 0\.1\.0 \(plugin API {PLUGIN_API_VERSION}\)", result.stdout)
     for name in OFFICIAL:
         pattern = rf"^\s+{name}: posecore-{name} {re.escape(_declared_version(name))} \[ok\]$"
         assert re.search(pattern, result.stdout, re.MULTILINE), result.stdout

@@ -159,7 +159,7 @@ def test_predict_draws_a_video_and_writes_one_result_per_frame(trained_run, tmp_
         writer.write(frame)
     writer.release()
     checkpoint = trained_run / "run" / "checkpoints" / "best.pth"
-    result = posecore("predict", "--checkpoint", str(checkpoint), str(tmp_path / "clip.mp4"),
+    result = posecore("predict", "--checkpoint", str(checkpoint), str(tmp_path / "clip.mp4"), "--whole-image",
                       "--output", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
 

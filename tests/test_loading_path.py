@@ -123,7 +123,7 @@ def test_eval_takes_foreign_files_with_a_preset(files: dict[str, Path], capsys: 
 
 def _predict(checkpoint: Path, output: Path) -> list[dict]:
     assert main(["predict", "--preset", PRESET, "--checkpoint", str(checkpoint), "--device", "cpu",
-                 "--no-flip-test", str(IMAGE), "--output", str(output)]) == 0
+                 "--no-flip-test", "--whole-image", str(IMAGE), "--output", str(output)]) == 0
     return json.loads((output / "predictions.json").read_text())
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from posecore._components import Component, Converter, Nested, Preset, PublishedResult
+from posecore._components import AppTab, Component, Converter, Nested, Preset, PublishedResult
 from posecore._errors import (
     CheckpointError,
     ConfigError,
@@ -23,13 +23,17 @@ from posecore.hookspecs import PLUGIN_API_VERSION, hookimpl, hookspec
 
 if TYPE_CHECKING:
     from posecore._api import Pose, PosePrediction, load_model, load_weights
+    from posecore._app import AppContext
     from posecore._checkpoint import ConvertedStateDict, KeyReport, load_checkpoint
+    from posecore._detect import Detections, Detector
     from posecore._plugins import load_plugins
-    from posecore._predict import BoxTable, Predictor, PredictRequest, prediction_rows
+    from posecore._predict import BoxTable, Predictor, PredictRequest, predict_topdown, prediction_rows
     from posecore._visualize import draw_pose, save_image
 
 __all__ = [
     "PLUGIN_API_VERSION",
+    "AppContext",
+    "AppTab",
     "BoxTable",
     "CheckpointError",
     "Component",
@@ -38,6 +42,8 @@ __all__ = [
     "ConvertedStateDict",
     "Converter",
     "DataError",
+    "Detections",
+    "Detector",
     "ExperimentConfig",
     "KeyReport",
     "Nested",
@@ -62,6 +68,7 @@ __all__ = [
     "load_model",
     "load_plugins",
     "load_weights",
+    "predict_topdown",
     "prediction_rows",
     "save_image",
 ]
@@ -101,17 +108,21 @@ def get_preset(name: str) -> ExperimentConfig:
 
 #: Names imported on first use, so that ``import posecore`` stays free of torch: name -> module.
 _LAZY = {
+    "AppContext": "posecore._app",
     "Pose": "posecore._api",
     "PosePrediction": "posecore._api",
     "load_model": "posecore._api",
     "ConvertedStateDict": "posecore._checkpoint",
     "KeyReport": "posecore._checkpoint",
     "load_checkpoint": "posecore._checkpoint",
+    "Detections": "posecore._detect",
+    "Detector": "posecore._detect",
     "load_weights": "posecore._api",
     "load_plugins": "posecore._plugins",
     "BoxTable": "posecore._predict",
     "PredictRequest": "posecore._predict",
     "Predictor": "posecore._predict",
+    "predict_topdown": "posecore._predict",
     "prediction_rows": "posecore._predict",
     "draw_pose": "posecore._visualize",
     "save_image": "posecore._visualize",

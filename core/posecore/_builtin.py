@@ -7,7 +7,7 @@ where every name comes from.
 
 from __future__ import annotations
 
-from posecore._components import Component, Converter, Preset, PublishedResult
+from posecore._components import AppTab, Component, Converter, Preset, PublishedResult
 from posecore.hookspecs import PLUGIN_API_VERSION, hookimpl
 
 POSECORE_PLUGIN_API = PLUGIN_API_VERSION
@@ -107,6 +107,13 @@ def posecore_models() -> list[Component]:
 
 
 @hookimpl
+def posecore_detectors() -> list[Component]:
+    from posecore._torchvision_detect import DETECTORS
+
+    return DETECTORS
+
+
+@hookimpl
 def posecore_presets() -> list[Preset]:
     return [
         Preset(
@@ -151,3 +158,9 @@ def posecore_converters() -> list[Converter]:
         Converter("vitpose-hf", "posecore.models._vit_convert:hf",
                   "Hugging Face transformers VitPoseForPoseEstimation: backbone.embeddings/encoder.*, head.*"),
     ]
+
+
+@hookimpl
+def posecore_app_tabs() -> list[AppTab]:
+    return [AppTab("predict", "Predict", "posecore._app:predict_tab",
+                   "an image or video in, the skeletons drawn and the COCO keypoint results out")]

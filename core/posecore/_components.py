@@ -20,7 +20,7 @@ from posecore._errors import PluginError
 if TYPE_CHECKING:
     from posecore.config import ExperimentConfig
 
-__all__ = ["Component", "Converter", "Nested", "Preset", "PublishedResult", "resolve_reference"]
+__all__ = ["AppTab", "Component", "Converter", "Nested", "Preset", "PublishedResult", "resolve_reference"]
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.+\-]*$")
 
@@ -196,3 +196,28 @@ class Nested:
     """
 
     kind: str
+
+
+@attrs.frozen
+class AppTab:
+    """A tab of ``posecore app``, the browser app (``pip install 'posecore[app]'``).
+
+    Declared, not built, at plugin loading, so listing plugins imports neither Gradio nor torch.
+
+    Attributes:
+        name: registry name, unique across plugins (``"poseanything"``).
+        title: the tab's label in the app.
+        build: a callable, or ``"module:attribute"``, called once as ``build(context)`` while the
+            app is assembled, inside the tab (a ``gradio.Tab``): it adds the tab's Gradio
+            components and events. ``context`` is a :class:`posecore.AppContext`: the model the
+            app serves, the device and the folder results go to.
+        description: one line for ``posecore plugins -v``.
+    """
+
+    name: str = attrs.field(validator=_check_name)
+    title: str = attrs.field()
+    build: Callable[..., Any] | str = attrs.field(validator=_check_factory)
+    description: str = ""
+
+    def resolve(self) -> Callable[..., Any]:
+        return resolve_reference(self.build)

@@ -6,7 +6,9 @@ and checked, the box file read, the output folder made) and calls the predictor 
 resolves: the preset's own :class:`Predictor` when it declares one (a few-shot method needs a
 support set), else :func:`predict_topdown`. A predictor so depends on typed fields, never on the
 names of command-line options; the options a plugin adds through ``posecore_cli_arguments``
-reach it in :attr:`PredictRequest.options`, under their ``dest`` names.
+reach it in :attr:`PredictRequest.options`, under their ``dest`` names. Without a box file the
+top-down predictor asks a detector (``posecore_detectors``) for the instances of every image and
+video frame.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import json
 import math
 import sys
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -26,6 +28,7 @@ from posecore._errors import ConfigError, PosecoreError
 
 if TYPE_CHECKING:
     from posecore._api import Pose, PosePrediction
+    from posecore._inference import Precision
 
 __all__ = ["IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "BoxTable", "PredictRequest", "Predictor", "expand_inputs",
            "predict_topdown", "prediction_rows"]
@@ -53,13 +56,13 @@ def expand_inputs(inputs: Iterable[str | Path]) -> Iterator[Path]:
 
 @attrs.frozen
 class BoxTable:
-    """Boxes from a COCO detections file, as x1, y1, x2, y2, keyed by file name and by image id.
+    """Boxes from a COCO detections file, as x1, y1, x2, y2, score, keyed by file name and by image id.
 
     ``given`` tells "no box file" (predict on the whole image) from "a box file with no box for
     this image" (nothing to predict there).
     """
 
-    boxes: Mapping[str, tuple[tuple[float, float, float, float], ...]] = attrs.field(factory=dict)
+    boxes: Mapping[str, tuple[tuple[float, float, float, float, float], ...]] = attrs.field(factory=dict)
     given: bool = False
 
     @classmethod
@@ -73,16 +76,16 @@ class BoxTable:
         detections = read_json(path, "box file (--boxes)", ConfigError)
         if not isinstance(detections, list):
             raise ConfigError(f"{path}: --boxes takes a JSON list of {{image_id or file_name, bbox: [x, y, w, h], score}}")
-        boxes: dict[str, list[tuple[float, float, float, float]]] = defaultdict(list)
+        boxes: dict[str, list[tuple[float, float, float, float, float]]] = defaultdict(list)
         for position, detection in enumerate(detections):
             key, box, score = _detection(detection, f"{path}: detection #{position}")
             if score > threshold:
-                boxes[key].append(box)
+                boxes[key].append((*box, score))
         return cls({key: tuple(value) for key, value in boxes.items()}, given=True)
 
     def for_image(self, path: Path, frame: int | None = None) -> list[list[float]] | None:
-        """The boxes of ``path`` (or of one of its video frames): ``None`` when no box file was
-        given (the whole image is the box), ``[]`` when the file has none for it."""
+        """The boxes of ``path`` (or of one of its video frames) as x1, y1, x2, y2, score: ``None``
+        when no box file was given, ``[]`` when the file has none for it."""
         if not self.given:
             return None
         keys = [path.name, str(path)] if frame is None else [f"{path.name}:{frame}", str(frame)]
@@ -131,11 +134,18 @@ class PredictRequest:
         plugin: the plugin named with ``--plugin``, if any.
         device: ``"cpu"``, ``"cuda"``, ... (``None``: CUDA when available).
         boxes: the detections file's boxes per image.
+        detector: without a box file, the detector (a registered name, ``posecore_detectors``) that
+            finds the instances; ``None``: every image is one whole-image instance.
+        detector_weights: a local weights file for the detector (default: its own).
+        detector_classes: the classes to detect (default: those of the model's keypoint set).
+        box_score_threshold: detections scoring at or below this are not predicted (a box file
+            is thresholded when read).
         flip_test: average with the mirrored crop.
         heatmaps: also save heatmap overlays.
         keypoint_threshold: draw keypoints scoring above this.
-        whole_image_fallback: with a box file, an image it has no box for is predicted as one
-            whole-image instance (default: no instance there, counted in the summary).
+        whole_image_fallback: an image for which the box file or the detector has no box is
+            predicted as one whole-image instance (default: no instance there, counted in the summary).
+        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (autocast; see ``Pose``).
         options: the options plugins declared through ``posecore_cli_arguments``, by ``dest`` name.
     """
 
@@ -146,14 +156,20 @@ class PredictRequest:
     plugin: str | None = None
     device: str | None = None
     boxes: BoxTable = attrs.field(factory=BoxTable)
+    detector: str | None = None
+    detector_weights: str | None = None
+    detector_classes: tuple[str, ...] | None = None
+    box_score_threshold: float = 0.3
     flip_test: bool = True
     heatmaps: bool = False
     keypoint_threshold: float = 0.3
     whole_image_fallback: bool = False
+    precision: Precision = "fp32"
     options: Mapping[str, Any] = attrs.field(factory=dict)
 
     def boxes_for(self, path: Path, frame: int | None = None) -> list[list[float]] | None:
-        """The boxes to predict in ``path`` (or a video frame): ``None`` is the whole image."""
+        """The box file's boxes to predict in ``path`` (or a video frame): ``None`` is the whole
+        image (or, to a predictor with a detector, no box file: detect)."""
         boxes = self.boxes.for_image(path, frame)
         return None if boxes == [] and self.whole_image_fallback else boxes
 
@@ -176,48 +192,65 @@ class Predictor(Protocol):
 
 def prediction_rows(prediction: PosePrediction, image_id: int, file_name: str, **fields: Any) -> list[dict[str, Any]]:
     """COCO keypoint results for one image's instances: ``keypoints`` as ``[x, y, score] * K`` in
-    image pixels, ``bbox`` as x, y, w, h, ``score`` the mean keypoint score, and ``fields``."""
+    image pixels, ``bbox`` as x, y, w, h, ``score`` the mean keypoint score, ``bbox_score`` the
+    box's (the detector's or box file's; 1 for the whole image), and ``fields``."""
     rows = []
-    for keypoints, scores, box in zip(prediction.keypoints, prediction.scores, prediction.boxes, strict=True):
+    box_scores = prediction.box_scores if prediction.box_scores is not None else [None] * len(prediction.boxes)
+    for keypoints, scores, box, box_score in zip(prediction.keypoints, prediction.scores, prediction.boxes,
+                                                 box_scores, strict=True):
         triplets = np.concatenate([keypoints, scores[:, None]], axis=1).ravel()
         x1, y1, x2, y2 = (float(v) for v in box)
         rows.append({"image_id": image_id, "file_name": file_name, **fields,
                      "keypoints": [round(float(v), 2) for v in triplets], "score": float(np.mean(scores)),
-                     "bbox": [x1, y1, x2 - x1, y2 - y1]})
+                     "bbox": [x1, y1, x2 - x1, y2 - y1],
+                     **({} if box_score is None else {"bbox_score": round(float(box_score), 4)})})
     return rows
 
 
-def predict_topdown(request: PredictRequest) -> int:
-    """The core's predictor: every box (or whole image) of every image and video frame through the
-    preset's model, drawn, and written as COCO keypoint results.
+def predict_topdown(request: PredictRequest, *,
+                    batch_extras: Callable[[Path], Mapping[str, Any]] | None = None) -> int:
+    """The core's predictor: every box of every image and video frame (from the box file, else
+    the detector, else the whole image) through the preset's model, drawn, and written as COCO
+    keypoint results.
 
     An input that cannot be read or predicted is reported and skipped: ``predictions.json`` holds
     every input that worked, and the exit status is 1 when any failed.
+
+    ``batch_extras(path)``: what the model reads beside the crops of that input (``Pose``'s
+    ``batch_extras``), for a plugin's predictor that wraps this one: VLPose's style per image.
     """
     from posecore._api import Pose
     from posecore.config import atomic_write_text
 
     if not request.inputs:
         raise ConfigError("give at least one INPUT: an image, a folder of images or a video")
+    detector = None if request.boxes.given else request.detector
     pose = Pose(request.checkpoint, preset=request.preset, plugin=request.plugin, device=request.device,
-                flip_test=request.flip_test)
+                flip_test=request.flip_test, detector=detector, detector_weights=request.detector_weights,
+                detector_classes=request.detector_classes, box_score_threshold=request.box_score_threshold,
+                precision=request.precision)
+    extras = batch_extras or (lambda path: {})
     results: list[dict[str, Any]] = []
     failed: list[str] = []
+    unboxed: list[str] = []
     image_ids = _image_ids(request.inputs)
     for path in request.inputs:
         try:
             if path.suffix.lower() in VIDEO_SUFFIXES:
-                results += _predict_video(pose, path, request)
+                results += _predict_video(pose, path, request, extras(path))
             else:
-                results += _predict_image(pose, path, image_ids[path], request)
+                rows = _predict_image(pose, path, image_ids[path], request, extras(path))
+                results += rows
+                unboxed += [] if rows else [path.name]
         except PosecoreError as exc:
             failed.append(f"{path.name} ({exc})")
     atomic_write_text(request.output / "predictions.json", json.dumps(results))
     print(f"posecore predict: {len(results)} instance(s) in {len(request.inputs) - len(failed)} input(s); results "
           f"and pictures in {request.output}")
-    unboxed = [path.name for path in request.images if request.boxes_for(path) == []]
     if unboxed:
-        print(f"posecore predict: {len(unboxed)} image(s) have no box above the score threshold in the box file, so "
+        source = ("in the box file" if pose.detector is None
+                  else f"from detector {detector} ({', '.join(pose.detector_classes)})")
+        print(f"posecore predict: {len(unboxed)} image(s) have no box above the score threshold {source}, so "
               f"no instance was predicted there (--whole-image-fallback predicts the whole image): "
               f"{', '.join(unboxed)}")
     if failed:
@@ -235,6 +268,19 @@ def _image_ids(files: Iterable[Path]) -> dict[Path, int]:
     return {path: position for position, path in enumerate(images, start=1)}
 
 
+def _boxes(pose: Pose, request: PredictRequest, path: Path, image: np.ndarray,
+           frame: int | None = None) -> list[list[float]] | None:
+    """The boxes to predict in one image or frame: the box file's, else the detector's (the whole
+    image where it finds none, with ``whole_image_fallback``), else ``None``: the whole image."""
+    from posecore._detect import whole_image_box
+
+    if pose.detector is None:
+        return request.boxes_for(path, frame)
+    [found] = pose.detect([image])
+    boxes = found.above(request.box_score_threshold)
+    return boxes or ([whole_image_box(image)] if request.whole_image_fallback else [])
+
+
 def _draw(pose: Pose, image: np.ndarray, prediction: PosePrediction, threshold: float) -> np.ndarray:
     from posecore._visualize import draw_pose
 
@@ -243,12 +289,14 @@ def _draw(pose: Pose, image: np.ndarray, prediction: PosePrediction, threshold: 
     return image
 
 
-def _predict_image(pose: Pose, path: Path, image_id: int, request: PredictRequest) -> list[dict[str, Any]]:
+def _predict_image(pose: Pose, path: Path, image_id: int, request: PredictRequest,
+                   extras: Mapping[str, Any]) -> list[dict[str, Any]]:
     from posecore._visualize import heatmap_overlay, save_image
     from posecore.data._images import read_image
 
     image = read_image(path)
-    prediction = pose(image, [request.boxes_for(path)], return_heatmaps=request.heatmaps)[0]
+    prediction = pose(image, [_boxes(pose, request, path, image)], return_heatmaps=request.heatmaps,
+                      batch_extras=extras)[0]
     save_image(_draw(pose, image, prediction, request.keypoint_threshold), request.output / f"{path.stem}.jpg")
     if request.heatmaps and prediction.heatmaps is not None:
         overlay = _heatmaps_on_image(image, prediction, pose.config.data.input_size, heatmap_overlay)
@@ -273,14 +321,22 @@ def _heatmaps_on_image(image: np.ndarray, prediction: PosePrediction, input_size
     return overlay(image, canvas)
 
 
-def _predict_video(pose: Pose, path: Path, request: PredictRequest) -> list[dict[str, Any]]:
+def _predict_video(pose: Pose, path: Path, request: PredictRequest, extras: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every frame detected (or boxed) and predicted in turn, with a progress bar in frames/s."""
+    import time
+
     import cv2
+
+    from posecore.engine._reporting import ProgressReporter
 
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         raise ConfigError(f"cannot open video {path} (is it a supported codec?)")
     fps = capture.get(cv2.CAP_PROP_FPS)
     fps = fps if fps and math.isfinite(fps) else 25.0
+    progress = ProgressReporter(enabled=True)
+    progress.start(path.name, max(int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), 0))
+    started = time.perf_counter()
     writer = None
     results: list[dict[str, Any]] = []
     frame_index = 0
@@ -293,7 +349,7 @@ def _predict_video(pose: Pose, path: Path, request: PredictRequest) -> list[dict
             if not ok:
                 break
             rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-            prediction = pose(rgb, [request.boxes_for(path, frame_index)])[0]
+            prediction = pose(rgb, [_boxes(pose, request, path, rgb, frame_index)], batch_extras=extras)[0]
             drawn = _draw(pose, rgb, prediction, request.keypoint_threshold)
             if writer is None:
                 writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*"mp4v"), fps,
@@ -301,8 +357,10 @@ def _predict_video(pose: Pose, path: Path, request: PredictRequest) -> list[dict
             writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
             results += prediction_rows(prediction, frame_index, f"{path.name}:{frame_index}", category_id=1)
             frame_index += 1
+            progress.advance(1, **{"frames/s": frame_index / max(time.perf_counter() - started, 1e-9)})
         complete = frame_index > 0
     finally:
+        progress.stop()
         capture.release()
         if writer is not None:
             writer.release()

@@ -15,6 +15,7 @@ validates with the names of a context builds with its values.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import types
 import typing
@@ -24,7 +25,7 @@ from typing import Any, Generic, TypeVar
 
 import cattrs
 
-from posecore._components import Component, Converter, Nested, Preset
+from posecore._components import AppTab, Component, Converter, Nested, Preset
 from posecore._errors import ConfigError, PluginError, UnknownComponentError, did_you_mean
 from posecore.config._converter import config_converter
 from posecore.config._spec import ComponentSpec
@@ -39,11 +40,12 @@ __all__ = [
 ]
 
 #: Component kinds, in the order ``posecore plugins`` lists them; each has a hook ``posecore_<kind>``.
-COMPONENT_KINDS = ("backbones", "heads", "losses", "codecs", "transforms", "datasets", "metrics", "models")
+COMPONENT_KINDS = ("backbones", "heads", "losses", "codecs", "transforms", "datasets", "metrics", "models",
+                   "detectors")
 #: The method plugins maintained with posecore, for "install posecore[NAME]" hints.
 OFFICIAL_PLUGINS = ("pgvl", "vlpose", "posebh", "poseanything", "hevitpose")
 
-D = TypeVar("D", Component, Preset, Converter)
+D = TypeVar("D", Component, Preset, Converter, AppTab)
 
 
 def singular(kind: str) -> str:
@@ -219,11 +221,12 @@ class Registries:
         self._component: dict[str, ComponentRegistry] = {k: ComponentRegistry(k, self) for k in COMPONENT_KINDS}
         self.presets: Registry[Preset] = Registry("presets", Preset)
         self.converters: Registry[Converter] = Registry("converters", Converter)
+        self.app_tabs: Registry[AppTab] = Registry("app_tabs", AppTab)
 
     def __getitem__(self, kind: str) -> Registry[Any]:
         if kind in self._component:
             return self._component[kind]
-        if kind in ("presets", "converters"):
+        if kind in ("presets", "converters", "app_tabs"):
             return getattr(self, kind)
         raise KeyError(f"unknown registry kind {kind!r}{did_you_mean(kind, self.kinds())}")
 
@@ -236,7 +239,7 @@ class Registries:
     @staticmethod
     def kinds() -> Sequence[str]:
         """Every kind, components first."""
-        return (*COMPONENT_KINDS, "presets", "converters")
+        return (*COMPONENT_KINDS, "presets", "converters", "app_tabs")
 
     def remove_provider(self, provider: str) -> None:
         for kind in self.kinds():
@@ -260,6 +263,8 @@ def _taken_from_context(factory: Callable[..., Any], args: Mapping[str, Any], na
 
 
 def _type_hints(factory: Callable[..., Any]) -> dict[str, Any]:
+    while isinstance(factory, functools.partial):  # a class or function with arguments bound
+        factory = factory.func
     target = factory.__init__ if inspect.isclass(factory) else factory
     try:
         return typing.get_type_hints(target, include_extras=True)

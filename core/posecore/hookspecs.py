@@ -20,11 +20,12 @@ Rules every hook follows
 * Hooks are called with keyword arguments only. An implementation may accept fewer arguments than
   the specification; hooks only ever *gain* arguments, so a plugin written for API version ``N``
   keeps working with every later core that still supports ``N``.
-* The registration hooks (``posecore_backbones`` ... ``posecore_converters``) are called once per
+* The registration hooks (``posecore_backbones`` ... ``posecore_app_tabs``) are called once per
   plugin when plugins are loaded, and must return a list (or tuple) of declarations: a
-  :class:`~posecore.Component` for component kinds, a :class:`~posecore.Preset` for presets and a
-  :class:`~posecore.Converter` for converters. They must be cheap: give factories as
-  ``"module:attribute"`` strings so that listing plugins does not import torch.
+  :class:`~posecore.Component` for component kinds, a :class:`~posecore.Preset` for presets, a
+  :class:`~posecore.Converter` for converters and an :class:`~posecore.AppTab` for app tabs.
+  They must be cheap: give factories as ``"module:attribute"`` strings so that listing plugins
+  does not import torch.
 * A registration hook that raises or returns something else marks the whole plugin as broken:
   it is reported by ``posecore plugins`` with the error and every component it had declared is
   withdrawn, while the other plugins keep working (``--strict-plugins`` makes it fatal).
@@ -47,7 +48,7 @@ gradient is unused, and fails the check.
 
 API versions
 ------------
-``1``: every hook in this module.
+``1``: every hook in this module but those marked otherwise. ``2``: ``posecore_detectors``, ``posecore_app_tabs``.
 """
 
 from __future__ import annotations
@@ -59,18 +60,20 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from posecore._components import Component, Converter, Preset
+    from posecore._components import AppTab, Component, Converter, Preset
 
 __all__ = [
     "MIN_PLUGIN_API_VERSION",
     "PLUGIN_API_VERSION",
     "hookimpl",
     "hookspec",
+    "posecore_app_tabs",
     "posecore_backbones",
     "posecore_cli_arguments",
     "posecore_codecs",
     "posecore_converters",
     "posecore_datasets",
+    "posecore_detectors",
     "posecore_heads",
     "posecore_losses",
     "posecore_metrics",
@@ -82,7 +85,7 @@ __all__ = [
 PROJECT_NAME = "posecore"
 
 #: The plugin-API version this core implements. Bumped when hooks are added.
-PLUGIN_API_VERSION = 1
+PLUGIN_API_VERSION = 2
 #: The oldest plugin-API version this core still serves; plugins older than this are refused.
 MIN_PLUGIN_API_VERSION = 1
 
@@ -236,6 +239,28 @@ def posecore_presets() -> Sequence[Preset]:
 
 
 @hookspec
+def posecore_detectors() -> Sequence[Component]:
+    """Declare detectors: what finds the people (or animals) a top-down model then predicts, when
+    ``posecore predict`` or :class:`posecore.Pose` is given no boxes.
+
+    A factory builds a :class:`posecore.Detector`: ``detector(images)`` takes a list of RGB uint8
+    ``(H, W, 3)`` arrays and returns one :class:`posecore.Detections` per image (``boxes``
+    ``(N, 4)`` x1, y1, x2, y2 in image pixels, ``scores`` ``(N,)``, ``labels``: N class names).
+    posecore passes by parameter name, when the spec leaves them unset: ``classes``, the COCO-style
+    class names to find (chosen from the model's keypoint set: ``("person",)`` for human sets, the
+    COCO animal classes for AP-10K, APT-36K and AnimalPose; ``--detector-classes`` overrides),
+    to which every returned label must belong; and ``device`` (``"cpu"``, ``"cuda:0"``, ...).
+    ``--detector-weights FILE`` arrives as ``weights``; a factory without that parameter refuses
+    it. Return every instance the model keeps; posecore applies ``--box-score-thr`` itself.
+    ``Component.example`` must build without downloading anything (random weights): the contract
+    checks build it for ``("person",)`` and run it on two small images. The core registers
+    torchvision's COCO detectors (``fasterrcnn_resnet50_fpn_v2``, the default, and others).
+
+    Since API 2.
+    """
+
+
+@hookspec
 def posecore_converters() -> Sequence[Converter]:
     """Declare checkpoint converters (:class:`~posecore.Converter`) from a foreign key layout into
     posecore's, used by ``posecore convert`` and when a foreign file is loaded; a converter whose
@@ -243,6 +268,23 @@ def posecore_converters() -> Sequence[Converter]:
     file (see :class:`~posecore.Converter`).
 
     Since API 1.
+    """
+
+
+@hookspec
+def posecore_app_tabs() -> Sequence[AppTab]:
+    """Declare tabs of ``posecore app``, the browser app (:class:`~posecore.AppTab`).
+
+    Called once per plugin at load time, like the other registration hooks: a tab is declared,
+    and its ``build(context)`` runs only when the app is assembled, inside the tab, with a
+    :class:`posecore.AppContext` (the model the app serves, the device, the folder to write
+    results into). Import Gradio inside ``build``, never at module level, so that loading the
+    plugin stays cheap and ``posecore[app]`` optional. A ``build`` that raises is reported in its
+    tab and on the terminal; the app and the other tabs go on. The core's own tab (predict on an
+    uploaded image or video) is declared through this hook too; Pose Anything's defines a few-shot
+    category by clicks.
+
+    Since API 2.
     """
 
 

@@ -84,7 +84,7 @@ def test_an_empty_box_file_predicts_nothing_rather_than_whole_images(tmp_path: P
 def test_one_unreadable_image_keeps_the_others_results(tmp_path: Path, images: list[Path], capsys) -> None:
     broken = images[0].parent / "000000000001.jpg"
     broken.write_bytes(b"\xff\xd8 not really a jpeg")
-    status, out = _predict(tmp_path, str(images[0].parent))
+    status, out = _predict(tmp_path, "--whole-image", str(images[0].parent))
     rows = json.loads((out / "predictions.json").read_text())
     assert status == 1, "a failed input is a failure of the command"
     assert {row["file_name"] for row in rows} == {image.name for image in images}

@@ -3,6 +3,10 @@
 Without ``--converter`` the layout is recognised by its key prefixes (converters that can tell,
 like the ViTPose ones); with ``--preset`` the result is checked against that preset's model, and
 when several converters recognise the file the best fit wins.
+
+A run trained with ``--fsdp`` (its folder, its ``checkpoints/`` or ``checkpoints/latest.json``)
+becomes one posecore checkpoint of its whole weights and config, which ``eval``, ``predict``,
+``export`` and ``Pose`` take like a ``best.pth``.
 """
 
 from __future__ import annotations
@@ -16,6 +20,10 @@ from posecore._errors import CheckpointError, ConfigError
 def convert_command(args: argparse.Namespace) -> int:
     from posecore._checkpoint import prepare_weights, save_checkpoint
     from posecore.engine._builder import build_model
+    from posecore.engine._sharding import is_sharded_run
+
+    if is_sharded_run(args.input):
+        return _join_shards(args)
 
     if args.strict and not args.preset:
         raise ConfigError("--strict checks the result against a model: give the model with --preset")
@@ -37,4 +45,22 @@ def convert_command(args: argparse.Namespace) -> int:
     path = save_checkpoint({"state_dict": dict(converted), "meta": {"converter": name, "source": args.input}},
                            args.output)
     print(f"wrote {path} ({len(converted)} tensors)")
+    return 0
+
+
+def _join_shards(args: argparse.Namespace) -> int:
+    """A sharded training checkpoint as one file: the whole weights, the run's config and progress."""
+    from posecore._checkpoint import save_checkpoint
+    from posecore.engine._sharding import load_sharded_train_state
+
+    if args.converter or args.preset:
+        raise ConfigError(f"{args.input} is a posecore sharded checkpoint: it needs no --converter or --preset")
+    state = load_sharded_train_state(args.input)
+    weights = state["model"]
+    path = save_checkpoint({"state_dict": weights, "meta": {
+        "config": state["config"], "epoch": state["epoch"], "optimizer_steps": state["optimizer_steps"],
+        "source": str(args.input)}}, args.output)
+    print(f"joined {state['world_size']} shards of {args.input} (epoch {state['epoch']}, optimiser step "
+          f"{state['optimizer_steps']})")
+    print(f"wrote {path} ({len(weights)} tensors)")
     return 0

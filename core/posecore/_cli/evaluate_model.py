@@ -19,7 +19,7 @@ def eval_checkpoint_command(args: argparse.Namespace) -> int:
     from posecore._cli.common import host_from_args, print_json, selected_plugin
     from posecore._errors import ConfigError
     from posecore.engine._builder import build_eval_sets
-    from posecore.engine._evaluation import evaluate, merge_gathered, predict_dataset
+    from posecore.engine._evaluation import evaluate, predict_as_configured
     from posecore.engine._reporting import print_table
 
     host = host_from_args(args)
@@ -39,10 +39,7 @@ def eval_checkpoint_command(args: argparse.Namespace) -> int:
                           "boxes, as COCO test-dev); give --results FILE to write the predictions for the server")
     tables = {}
     for eval_set in sets:
-        results = merge_gathered(predict_dataset(model, eval_set.dataset, batch_size=config.data.eval_batch_size,
-                                                 num_workers=config.data.num_workers,
-                                                 device=next(model.parameters()).device,
-                                                 flip_test=config.eval.flip_test))
+        results = predict_as_configured(model, eval_set.dataset, config, args.precision)
         if args.results:
             path = _results_path(Path(args.results), eval_set.label, len(sets))
             _write_coco_results(path, results, config, eval_set.dataset.meta)

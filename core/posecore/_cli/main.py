@@ -26,7 +26,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("posecore._cli.export:export_command", "export a model to ONNX (image -> heatmaps)"),
     "convert": ("posecore._cli.convert:convert_command", "convert a foreign checkpoint with a plugin's converter"),
     "flops": ("posecore._cli.flops:flops_command", "params and GFLOPs of presets' models"),
+    "compare": ("posecore._cli.compare:compare_command",
+                "evaluate, count and time models under one protocol, side by side (default: the runs under runs/)"),
     "doctor": ("posecore._cli.info:doctor_command", "python, torch, devices, accelerate and plugin report"),
+    "app": ("posecore._cli.app:app_command", "serve the browser app on 127.0.0.1 (pip install 'posecore[app]')"),
 }
 #: Commands whose parser plugins may extend through ``posecore_cli_arguments``.
 EXTENSIBLE = ("run", "train", "eval", "predict")
@@ -72,14 +75,17 @@ def _add_command_arguments(name: str, parser: argparse.ArgumentParser) -> None:
                                 "with its own config; KEY=VALUE may change epochs, the learning rate, intervals")
             parser.add_argument("--overwrite", action="store_true",
                                 help="start over in an --output folder that holds a run (deletes that run)")
-            parser.add_argument("--num-processes", type=int, default=1, metavar="N",
-                                help="train in N processes (GPUs, or CPU processes with gloo)")
+            from posecore._cli.launch import add_launch_arguments
+
+            add_launch_arguments(parser)
             parser.add_argument("--quiet", action="store_true", help="no progress output")
         if name == "eval":
             group = parser.add_argument_group("evaluating a model")
             group.add_argument("--checkpoint", help="weights to evaluate (a posecore best.pth carries its config)")
             group.add_argument("--split", choices=("val", "test"), default="val", help="which datasets of the config")
             group.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
+            group.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                               help="bf16: autocast, on CPUs with AVX512_BF16 or AMX and on GPUs; fp16: CUDA only")
             group.add_argument("--results", metavar="FILE",
                                help="also write the predictions as a COCO keypoint results file, rescored and OKS-NMSed "
                                     "as coco_ap ranks them (what the COCO test-dev server takes); several datasets "
@@ -91,7 +97,8 @@ def _add_command_arguments(name: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--converter", "-c", help="converter name (posecore plugins -v lists them; default: recognised from the file's keys)")
         parser.add_argument("--preset", help="check the result against this preset's model and print a key report")
         parser.add_argument("--strict", action="store_true", help="fail unless every key matches the preset's model")
-        parser.add_argument("input", help="foreign checkpoint file")
+        parser.add_argument("input", help="foreign checkpoint file, or a run trained with --fsdp (its sharded checkpoint "
+                            "becomes one file)")
         parser.add_argument("output", help="where to write the posecore checkpoint")
     elif name == "export":
         parser.add_argument("--format", choices=("onnx",), default="onnx", help="export format")
@@ -108,8 +115,16 @@ def _add_command_arguments(name: str, parser: argparse.ArgumentParser) -> None:
                                  "inside leaf modules, as mmcv's get_model_complexity_info counts (attention's "
                                  "QK^T and AV left out), the convention of e.g. PVTv2's and HEViTPose's papers")
         parser.add_argument("--json", action="store_true", help="print one JSON document")
+    elif name == "compare":
+        from posecore._cli.compare import add_compare_arguments
+
+        add_compare_arguments(parser)
     elif name == "doctor":
         parser.add_argument("--json", action="store_true", help="print one JSON document")
+    elif name == "app":
+        from posecore._cli.app import add_app_arguments
+
+        add_app_arguments(parser)
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:

@@ -1,21 +1,20 @@
 """``posecore run`` / ``train``: train and evaluate a preset or config file into a run directory.
 
-``--num-processes N`` relaunches the command under ``torch.distributed.run`` (what
-``accelerate launch`` does too), so one flag gives multi-GPU training, or several CPU processes
-with the gloo backend where there is no GPU. Under ``accelerate launch`` or ``torchrun`` the flag
-is not needed: the processes find each other through the environment.
+``--num-processes N`` (and ``--num-machines`` ...) relaunches the command under
+``torch.distributed.run`` (see :mod:`posecore._cli.launch`), so one flag gives multi-GPU training,
+or several CPU processes with the gloo backend where there is no GPU. Under ``accelerate launch``
+or ``torchrun`` the flags are not needed: the processes find each other through the environment.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 from posecore._cli.common import host_from_args, resolve_config
+from posecore._cli.launch import launch_from_args, relaunch
 from posecore.config import ExperimentConfig, apply_overrides
 from posecore.engine._state import run_config_text, run_directory
 
@@ -36,13 +35,17 @@ def run_command(args: argparse.Namespace) -> int:
                           else resolve_config(args), args.epochs)
     output = Path(args.output) if args.output else (run_directory(args.resume) if args.resume
                                                      else default_output_dir(config))
-    if args.num_processes > 1 and "WORLD_SIZE" not in os.environ:
-        return _relaunch(args.num_processes, output)
+    launch = launch_from_args(args)
+    if launch.distributed and "WORLD_SIZE" not in os.environ:
+        return relaunch(launch, output)
     from posecore.engine._trainer import Trainer
 
+    # ``accelerate launch`` with an FSDP config says so through the environment; the trainer shards
+    # the model itself (engine/_sharding.py), so Accelerate must not wrap it a second time.
+    sharded = launch.fsdp or os.environ.pop("ACCELERATE_USE_FSDP", "").lower() == "true"
     try:
         result = Trainer(config, output, registries=host_from_args(args).registries, resume=args.resume,
-                         overwrite=args.overwrite, data_root=args.data, quiet=args.quiet).fit()
+                         overwrite=args.overwrite, data_root=args.data, quiet=args.quiet, sharded=sharded).fit()
     finally:
         _leave_process_group()
     value = result.main_value
@@ -78,26 +81,3 @@ def _leave_process_group() -> None:
 
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
-
-
-def _relaunch(num_processes: int, output: Path) -> int:
-    """Run this same command line in ``num_processes`` processes that share ``output``."""
-    argv = _without_option(sys.argv[1:], "--num-processes")
-    argv = _without_option(argv, "--output") + ["--output", str(output)]
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={num_processes}",
-               "-m", "posecore", *argv]
-    print(f"posecore: launching {num_processes} processes", file=sys.stderr)
-    return subprocess.call(command)
-
-
-def _without_option(argv: list[str], option: str) -> list[str]:
-    """``argv`` without ``option VALUE`` / ``option=VALUE``."""
-    kept, skip = [], False
-    for token in argv:
-        if skip:
-            skip = False
-        elif token == option:
-            skip = True
-        elif not token.startswith(option + "="):
-            kept.append(token)
-    return kept

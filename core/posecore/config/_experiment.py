@@ -26,12 +26,12 @@ __all__ = [
     "TrainConfig",
 ]
 
-MixedPrecision = Literal["no", "fp16", "bf16"]
+MixedPrecision = Literal["no", "fp16", "bf16", "auto"]
 OptimizerType = Literal["adamw", "adam", "sgd"]
 DecayExemptions = Literal["1d_and_listed", "none"]
 ScheduleType = Literal["step", "cosine", "constant"]
 
-_MIXED_PRECISION = ("no", "fp16", "bf16")
+_MIXED_PRECISION = ("no", "fp16", "bf16", "auto")
 _OPTIMIZERS = ("adamw", "adam", "sgd")
 _SCHEDULES = ("step", "cosine", "constant")
 

@@ -16,13 +16,15 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from posecore._inference import Precision, inference_autocast
+from posecore.config import ExperimentConfig
 from posecore.data._sample import collate_samples
 from posecore.engine._sampling import EpochSampler
 from posecore.metrics._base import InstanceResult
 from posecore.models._base import PoseModel, PoseResult
 
 __all__ = ["IndexedDataset", "crop_to_image", "evaluate", "instance_results", "move_to_device",
-           "predict_dataset"]
+           "predict_as_configured", "predict_dataset"]
 
 class IndexedDataset(Dataset):
     """Adds ``sample_index`` to every sample, so results can be de-duplicated and ordered."""
@@ -126,6 +128,19 @@ def predict_dataset(
     finally:
         model.train(was_training)
     return results
+
+
+def predict_as_configured(model: PoseModel, dataset: Dataset, config: ExperimentConfig,
+                          precision: Precision = "fp32") -> list[InstanceResult]:
+    """Every result of ``dataset`` in one process, in dataset order, predicted as ``config`` says:
+    its evaluation batch size, loader workers and flip test, on the model's device, in
+    ``precision``. What ``posecore eval`` scores, and ``posecore compare`` with it."""
+    device = next(model.parameters()).device
+    inference_autocast(device, precision)  # checked before the first batch
+    return merge_gathered(predict_dataset(model, dataset, batch_size=config.data.eval_batch_size,
+                                          num_workers=config.data.num_workers, device=device,
+                                          flip_test=config.eval.flip_test,
+                                          autocast=lambda: inference_autocast(device, precision)))
 
 
 def merge_gathered(results: Iterable[InstanceResult]) -> list[InstanceResult]:

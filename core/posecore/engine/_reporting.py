@@ -132,7 +132,7 @@ def _format_status(key: str, value: float) -> str:
     if key == "lr":
         return f"lr {value:.2e}"
     if key.endswith("/s"):
-        return f"{value:.0f} {key}"
+        return f"{value:.0f} {key}" if value >= 10 else f"{value:.1f} {key}"  # a CPU's 0.4 frames/s is not 0
     return f"{key} {value:.4g}"
 
 

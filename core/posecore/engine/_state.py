@@ -18,7 +18,8 @@ import torch
 from posecore._checkpoint import save_checkpoint
 from posecore._errors import CheckpointError
 
-__all__ = ["TRAIN_STATE_FORMAT", "capture_rng", "load_train_state", "restore_rng", "run_config_text", "run_directory"]
+__all__ = ["TRAIN_STATE_FORMAT", "capture_rng", "load_train_state", "read_state_file", "restore_rng", "run_config_text",
+           "run_directory"]
 
 TRAIN_STATE_FORMAT = "posecore-train-state-1"
 
@@ -69,13 +70,18 @@ def load_train_state(path: str | Path) -> dict[str, Any]:
         path = path / "checkpoints" / "latest.pth"
     if not path.exists():
         raise CheckpointError(f"cannot resume: {path} does not exist (give a run directory or its checkpoints/latest.pth)")
+    state = read_state_file(path, TRAIN_STATE_FORMAT, "a posecore training state",
+                            "; to start from its weights instead, use model weights (load_from), not --resume")
+    return state
+
+
+def read_state_file(path: Path, format_name: str, what: str, hint: str = "") -> dict[str, Any]:
+    """``torch.load(weights_only=True)`` of a file that must be a mapping with ``format``
+    ``format_name``; a truncated or foreign file raises a CheckpointError naming it."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated or foreign file
-        raise CheckpointError(f"cannot resume from {path}: {exc}") from None
-    if not isinstance(state, dict) or state.get("format") != TRAIN_STATE_FORMAT:
-        raise CheckpointError(
-            f"{path} is not a posecore training state (format {TRAIN_STATE_FORMAT}); to start from its weights "
-            "instead, use model weights (load_from), not --resume"
-        )
+        raise CheckpointError(f"cannot read {path}: {exc}") from None
+    if not isinstance(state, dict) or state.get("format") != format_name:
+        raise CheckpointError(f"{path} is not {what} (format {format_name}){hint}")
     return state

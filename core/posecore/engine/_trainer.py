@@ -128,6 +128,8 @@ class Trainer:
         callbacks: :class:`Callback` objects.
         num_prediction_images: validation predictions drawn into ``predictions/`` at the end.
         quiet: no progress output (tests).
+        sharded: shard weights, gradients and optimiser state over the processes (FSDP2, see
+            :mod:`posecore.engine._sharding`); ``checkpoints/latest`` is then sharded too.
     """
 
     def __init__(
@@ -142,6 +144,7 @@ class Trainer:
         callbacks: Sequence[Callback] = (),
         num_prediction_images: int = 8,
         quiet: bool = False,
+        sharded: bool = False,
     ) -> None:
         from accelerate import Accelerator
         from accelerate.state import AcceleratorState
@@ -149,6 +152,7 @@ class Trainer:
 
         if config.train.mixed_precision == "fp16" and not torch.cuda.is_available():
             raise ConfigError("train.mixed_precision 'fp16' needs a CUDA device; on the CPU use 'bf16' or 'no'")
+        self.mixed_precision = _resolved_precision(config.train.mixed_precision)
         self.config = config
         self.output_dir = Path(output_dir)
         self.registries = registries
@@ -159,15 +163,18 @@ class Trainer:
         # process (a notebook, a test) may want another precision. The process group is kept.
         AcceleratorState._reset_state(reset_partial_state=False)
         self.accelerator = Accelerator(
-            mixed_precision=config.train.mixed_precision,
+            mixed_precision=self.mixed_precision,
             cpu=not torch.cuda.is_available(),
             # Multi-dataset heads and frozen stages leave parameters without gradients in a step.
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
         )
         self.main = self.accelerator.is_main_process
+        self.sharded = sharded
+        if sharded:
+            _check_shardable(config, self.accelerator.num_processes)
         self.progress = ProgressReporter(enabled=self.main and not quiet)
         self.state = _Progress()
-        self._resume_state = load_train_state(resume) if resume else None
+        self._resume_state = _load_resume_state(resume, sharded) if resume else None
         self._resume_changes: dict[str, tuple[Any, Any]] = {}
         self._init_report: Any = None
         if self._resume_state is not None:
@@ -222,12 +229,25 @@ class Trainer:
             self._load_resumed_weights(self._resume_state["model"])  # before the optimiser takes the parameters
         self.train_set = build_train_set(config, self.registries, self.codec, self.data_root) if config.train.epochs else None
         self.eval_sets = build_eval_sets(config, self.registries, self.codec, "val", self.data_root)
-        self.optimizer = build_optimizer(self.model, config.train.optimizer)
         self.ema = ModelEMA(self.model, config.train.ema_decay) if config.train.ema_decay else None
         self.model.to(self.accelerator.device)
         if self.ema is not None:
             self.ema.module.to(self.accelerator.device)
-        self.train_module, self.optimizer = self.accelerator.prepare(_LossForward(self.model), self.optimizer)
+        if self.sharded:
+            import copy
+
+            from posecore.engine._sharding import shard_model
+
+            self._whole = copy.deepcopy(self.model)  # the whole weights, gathered for evaluation and best.pth
+            self.train_module = _LossForward(self.model)
+            shard_model(self.train_module)  # the optimiser must see the sharded parameters
+            self.optimizer = self.accelerator.prepare(build_optimizer(self.model, config.train.optimizer))
+        else:
+            deepspeed = self.accelerator.state.deepspeed_plugin
+            if deepspeed is not None:  # GPU only; DeepSpeed takes the batch size from here (the loaders are ours)
+                deepspeed.deepspeed_config["train_micro_batch_size_per_gpu"] = config.data.batch_size
+            self.train_module, self.optimizer = self.accelerator.prepare(
+                _LossForward(self.model), build_optimizer(self.model, config.train.optimizer))
         data = config.data
         if self.train_set is not None:
             self.sampler = EpochSampler(self.train_set.sizes, shuffle=True, seed=config.train.seed,
@@ -287,7 +307,12 @@ class Trainer:
                      name=f"the training state of {self.output_dir}")
 
     def _restore(self, state: dict[str, Any]) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
+        if self.sharded:
+            from posecore.engine._sharding import load_optimizer_state
+
+            load_optimizer_state(self.model, self.optimizer.optimizer, state["optimizer"])
+        else:
+            self.optimizer.load_state_dict(state["optimizer"])
         if state.get("scaler") is not None and self.accelerator.scaler is not None:
             self.accelerator.scaler.load_state_dict(state["scaler"])
         if self.ema is not None and state.get("ema") is not None:
@@ -366,6 +391,8 @@ class Trainer:
                                      self.total_steps, base_lr)
             set_learning_rate(self.optimizer, lr)
             sync = contextlib.nullcontext() if ends_step else accelerator.no_sync(self.train_module)
+            if self.sharded:
+                self._broadcast_buffers()
             with sync:
                 with accelerator.autocast():
                     losses = self.train_module(batch)
@@ -424,7 +451,9 @@ class Trainer:
     # ------------------------------------------------------------------ evaluation and outputs
 
     def eval_model(self) -> nn.Module:
-        """The weights evaluation uses: the EMA copy when EMA is on."""
+        """The weights evaluation uses: the EMA copy when EMA is on, the whole weights when sharded."""
+        if self.sharded:
+            return self._whole
         return self.ema.module if self.ema is not None else self.model
 
     def evaluate(self) -> dict[str, dict[str, float]]:
@@ -432,6 +461,8 @@ class Trainer:
         from accelerate.utils import broadcast_object_list, gather_object
 
         accelerator, config = self.accelerator, self.config
+        if self.sharded:
+            self._gather_whole()
         tables: dict[str, dict[str, float]] = {}
         self.final_results: dict[str, list[Any]] = {}
         for eval_set in self.eval_sets:
@@ -489,14 +520,20 @@ class Trainer:
             self.progress.print("resumed with " + ", ".join(f"{key} {old!r} -> {new!r}"
                                                            for key, (old, new) in self._resume_changes.items()))
 
-    def _require_finite(self, what: str, tensors: dict[str, torch.Tensor]) -> None:
+    def _require_finite(self, what: str, tensors: dict[str, torch.Tensor], across_processes: bool = False) -> None:
         """Stop before writing ``what`` from tensors that are not finite: an update can write NaN
         into the weights while its loss was still finite, and such a file must never replace the
-        last good checkpoint."""
+        last good checkpoint. ``across_processes``: each process holds other tensors (shards), and
+        all stop if any holds a bad one."""
         bad = [name for name, tensor in tensors.items()
                if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
-        if not bad:
+        anywhere = len(bad)
+        if across_processes:
+            count = torch.tensor(float(anywhere), device=self.accelerator.device)
+            anywhere = int(self.accelerator.reduce(count, reduction="sum"))
+        if not anywhere:
             return
+        bad = bad or ["pieces held by another process"]
         latest = self.output_dir / "checkpoints" / "latest.pth"
         kept = f"the last good checkpoint is {latest}" if latest.exists() else "no checkpoint had been written yet"
         raise TrainingDiverged(
@@ -505,7 +542,26 @@ class Trainer:
             f"{', ...' if len(bad) > 3 else ''}), so it was not written; {kept}. " + _DIVERGED_ADVICE
         )
 
+    def _broadcast_buffers(self) -> None:
+        """Rank 0's buffers to every process before a forward pass, as DistributedDataParallel does
+        (``broadcast_buffers``): FSDP leaves them alone, and a run must not depend on the wrapper."""
+        import torch.distributed as dist
+
+        for buffer in self.model.buffers():
+            dist.broadcast(buffer.data, src=0)
+
+    def _gather_whole(self) -> None:
+        """Every process's copy of the whole weights becomes the sharded model's (collective). The
+        buffers (BatchNorm's statistics) are not sharded: each process has its own, as under
+        DistributedDataParallel, so evaluation and ``best.pth`` are those of a DDP run."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        self._whole.load_state_dict(get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True)))
+
     def _save_latest(self) -> None:
+        if self.sharded:
+            self._save_sharded_latest()
+            return
         state = {
             **{f"model.{k}": v for k, v in self.model.state_dict().items()},
             **{f"optimizer.{k}": v for k, v in _optimizer_tensors(self.optimizer)},
@@ -528,6 +584,21 @@ class Trainer:
                 "config": dump_config(self.config),
             })
         self.accelerator.wait_for_everyone()
+
+    def _save_sharded_latest(self) -> None:
+        from torch.distributed.tensor import DTensor
+
+        from posecore.engine._sharding import save_sharded_train_state
+
+        state = {**{f"model.{k}": v for k, v in self.model.state_dict().items()},
+                 **{f"optimizer.{k}": v for k, v in _optimizer_tensors(self.optimizer)}}
+        self._require_finite("training state", {k: v.to_local() if isinstance(v, DTensor) else v
+                                                for k, v in state.items()}, across_processes=True)
+        save_sharded_train_state(self.output_dir / "checkpoints", self.model, self.optimizer.optimizer, {
+            "epoch": self.state.epoch, "batches_done": self.state.batches_done,
+            "optimizer_steps": self.state.optimizer_steps, "best": self.state.best, "history": self.state.history,
+            "config": dump_config(self.config),
+        }, capture_rng())
 
     def _save_best(self, tables: dict[str, dict[str, float]]) -> None:
         from posecore._checkpoint import save_checkpoint
@@ -619,6 +690,26 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def _check_shardable(config: ExperimentConfig, num_processes: int) -> None:
+    if num_processes < 2:
+        raise ConfigError("sharded training (--fsdp) shards the model over several processes: give --num-processes 2 "
+                          "or more")
+    if config.train.ema_decay:
+        raise ConfigError("train.ema_decay is not supported with sharded training (--fsdp): set train.ema_decay=null "
+                          "or train without --fsdp")
+
+
+def _load_resume_state(resume: str | Path, sharded: bool) -> dict[str, Any]:
+    """The training state to resume: ``latest.pth``, or the sharded checkpoint of a run trained with --fsdp."""
+    from posecore.engine._sharding import is_sharded_run, load_sharded_train_state
+
+    from_shards = is_sharded_run(resume) or is_sharded_run(Path(resume).parent)
+    if from_shards != sharded:
+        raise ConfigError(f"cannot resume {resume}: it was trained {'with' if from_shards else 'without'} --fsdp; "
+                          f"resume it the same way")
+    return load_sharded_train_state(resume) if sharded else load_train_state(resume)
+
+
 def _remove_stale_temporaries(output_dir: Path) -> None:
     """Half-written files a killed save left behind (``.latest.pth.*.tmp``: writes go to a temporary
     file that is renamed when complete, see :func:`posecore._fileio.atomic_write`)."""
@@ -626,3 +717,14 @@ def _remove_stale_temporaries(output_dir: Path) -> None:
         if folder.is_dir():
             for stale in folder.glob(".*.tmp"):
                 stale.unlink(missing_ok=True)
+
+
+def _resolved_precision(setting: str) -> str:
+    """``train.mixed_precision: auto``: bf16 autocast where the device computes bf16 natively (a
+    CUDA GPU that supports it; a CPU with AVX512_BF16 or AMX), else fp32 ("no")."""
+    from posecore._inference import cpu_has_bf16
+
+    if setting != "auto":
+        return setting
+    native = torch.cuda.is_bf16_supported() if torch.cuda.is_available() else cpu_has_bf16()
+    return "bf16" if native else "no"

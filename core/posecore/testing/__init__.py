@@ -11,18 +11,33 @@ Run them in your plugin's tests::
 
 Every component your plugin registers gets checked with its declared small ``example``:
 backbones and heads run forward and backward, heads decode K keypoints, datasets yield samples
-of the documented schema, models compute finite losses, back-propagate to every trainable
+of the documented schema, detectors find boxes of the classes asked for in two images, models compute finite losses, back-propagate to every trainable
 parameter and predict, codecs give keypoints back through encode and decode within the tolerance
 of their kind, metrics give the same table whatever the order of the results and with the repeats
 of multi-process padding, presets validate against the registries and round-trip through YAML
 unchanged.
+
+A tab of ``posecore app`` is tested in a real browser (Debian's chromium, driven by Selenium):
+:func:`served_app` runs the app, :func:`chromium_driver` opens the browser (or raises
+:class:`BrowserUnavailable`, to skip with), and :func:`open_tab`, :func:`upload`,
+:func:`click_image` and :func:`wait_for_text` act on the page.
 """
 
+from posecore.testing._browser import (
+    BrowserUnavailable,
+    chromium_driver,
+    click_image,
+    open_tab,
+    served_app,
+    upload,
+    wait_for_text,
+)
 from posecore.testing._contracts import (
     ContractCase,
     check_backbone,
     check_codec,
     check_dataset,
+    check_detector,
     check_head,
     check_metric,
     check_model,
@@ -31,13 +46,21 @@ from posecore.testing._contracts import (
 )
 
 __all__ = [
+    "BrowserUnavailable",
     "ContractCase",
     "check_backbone",
     "check_codec",
     "check_dataset",
+    "check_detector",
     "check_head",
     "check_metric",
     "check_model",
     "check_preset",
+    "chromium_driver",
+    "click_image",
     "contract_cases",
+    "open_tab",
+    "served_app",
+    "upload",
+    "wait_for_text",
 ]

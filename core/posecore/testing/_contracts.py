@@ -35,6 +35,7 @@ __all__ = [
     "check_backbone",
     "check_codec",
     "check_dataset",
+    "check_detector",
     "check_head",
     "check_metric",
     "check_model",
@@ -157,11 +158,32 @@ def check_preset(registries: Registries, name: str, workdir: Path) -> None:
     assert again == config, f"preset {name!r} changes when written and read back"
 
 
+def check_detector(registries: Registries, name: str, workdir: Path) -> None:
+    """Builds from its example for ``("person",)`` on the CPU; two RGB images of different sizes
+    give one :class:`posecore.Detections` each: finite x1 <= x2, y1 <= y2 boxes, scores, labels
+    among the classes asked for."""
+    import numpy as np
+
+    from posecore._detect import Detector, build_detector, check_detections
+    from posecore._errors import ConfigError
+
+    example = registries.detectors.get(name).example_kwargs(workdir)
+    detector = build_detector(registries, {"type": name, **example}, classes=("person",), device="cpu")
+    assert isinstance(detector, Detector), f"detector {name!r} must build a callable (posecore.Detector)"
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (72, 96, 3), dtype=np.uint8), rng.integers(0, 256, (100, 64, 3), dtype=np.uint8)]
+    try:
+        check_detections(detector(images), images, ("person",), f"detector {name!r}")
+    except ConfigError as exc:
+        raise AssertionError(str(exc)) from None
+
+
 _CHECKS: dict[str, Callable[[Registries, str, Path], None]] = {
     "backbones": check_backbone,
     "heads": check_head,
     "codecs": check_codec,
     "datasets": check_dataset,
+    "detectors": check_detector,
     "metrics": check_metric,
     "models": check_model,
     "presets": check_preset,

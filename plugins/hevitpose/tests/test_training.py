@@ -67,10 +67,15 @@ def test_posecores_own_checkpoint_round_trips(trained, tmp_path: Path) -> None:
     path = tmp_path / "best.pth"
     # The layout the trainer writes for best.pth: weights plus the config they were trained with.
     torch.save({"state_dict": model.state_dict(), "meta": {"preset": config.name, "config": dump_config(config)}}, path)
-    loaded, loaded_config, _ = posecore.load_model(path, device="cpu")
+    loaded, loaded_config, _ = posecore.load_model(path, device="cpu", fuse=False)
     assert loaded_config == config
     with torch.no_grad():
         torch.testing.assert_close(loaded(batch), model(batch), rtol=0, atol=0)
+    # For inference load_model folds the BatchNorms into the convolutions: the same heatmaps.
+    fused, _, _ = posecore.load_model(path, device="cpu")
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.backbone.modules())
+    with torch.no_grad():
+        torch.testing.assert_close(fused(batch), model(batch), rtol=1e-3, atol=1e-4)
     fresh = build_model(config, get_host().registries)
     report = posecore.load_weights(fresh, path, strict=True)
     assert not report.missing and not report.unexpected

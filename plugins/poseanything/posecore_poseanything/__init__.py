@@ -24,6 +24,7 @@ _EXPORTS = {
     "convert_original": "model",
     "load_category": "category",
     "load_poseanything": "predictor",
+    "save_category": "category",
 }
 
 __all__ = sorted(_EXPORTS)

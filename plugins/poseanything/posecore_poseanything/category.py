@@ -21,6 +21,7 @@ warped into the model's square crop exactly as in training.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,10 +30,11 @@ import attrs
 import numpy as np
 import yaml
 
-from posecore import ConfigError
+from posecore import ConfigError, save_image
+from posecore.config import atomic_write_text
 from posecore.data import DatasetMeta, read_image
 
-__all__ = ["Category", "SupportShot", "category_from_files", "load_category"]
+__all__ = ["Category", "SupportShot", "category_from_files", "load_category", "save_category"]
 
 
 @attrs.frozen(eq=False)
@@ -196,3 +198,25 @@ def category_from_files(images: Sequence[str | Path], keypoint_files: Sequence[s
         skeleton = _skeleton(_read(Path(skeleton_file), "skeleton file"), 0, len(shots[0].keypoints),
                              str(skeleton_file))
     return Category(Path(images[0]).stem, tuple(shots), skeleton)
+
+
+def save_category(category: Category, folder: str | Path) -> Path:
+    """Write ``category`` as a category file, ``folder/<name>.yaml``, with each support image beside
+    it (``<name>-support<i>.png``, lossless); :func:`load_category` and ``posecore predict
+    --category`` read it back as the same category. Files are written atomically."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", category.name).strip("-.") or "category"
+    supports = []
+    for index, shot in enumerate(category.shots):
+        image = f"{stem}-support{index}.png"
+        save_image(shot.image, folder / image)
+        points = [[round(float(x), 2), round(float(y), 2)] + ([] if visible > 0 else [0])
+                  for (x, y), visible in zip(shot.keypoints, shot.visibility, strict=True)]
+        supports.append({"image": image, "keypoints": points, "bbox": [round(float(v), 2) for v in shot.bbox]})
+    document: dict[str, Any] = {"name": category.name}
+    if category.keypoint_names:
+        document["keypoint_names"] = list(category.keypoint_names)
+    document["skeleton"] = [list(link) for link in category.skeleton]
+    document["supports"] = supports
+    return atomic_write_text(folder / f"{stem}.yaml", yaml.safe_dump(document, sort_keys=False))

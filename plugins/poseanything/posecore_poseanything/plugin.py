@@ -10,10 +10,10 @@ import argparse
 import functools
 
 import posecore
-from posecore import Component, Converter, Preset, PublishedResult
+from posecore import AppTab, Component, Converter, Preset, PublishedResult
 from posecore_poseanything import presets
 
-POSECORE_PLUGIN_API = 1
+POSECORE_PLUGIN_API = 2  # posecore_app_tabs
 
 _TINY_SWIN = {"model_name": "swinv2_tiny_window16_256",
               "model_kwargs": {"embed_dim": 16, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 2, 2]}}
@@ -88,6 +88,13 @@ def posecore_converters() -> list[Converter]:
                   "model's backbone: the presets' train.init_weights"),
     ]
 
+
+
+@posecore.hookimpl
+def posecore_app_tabs() -> list[AppTab]:
+    return [AppTab("poseanything", "Pose Anything: define a category", "posecore_poseanything.app:build_tab",
+                   "poseanything: click a support's keypoints, join them into a skeleton, save the category file "
+                   "and find it on query images")]
 
 @posecore.hookimpl
 def posecore_cli_arguments(command: str, parser: argparse.ArgumentParser) -> None:

@@ -11,13 +11,10 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from poseanything_helpers import small_synthetic_config
 from posecore_poseanything.category import Category, SupportShot, category_from_files, load_category
 from posecore_poseanything.predictor import FewShotPose
 
 from posecore import ConfigError
-from posecore._checkpoint import save_checkpoint
-from posecore.config import dump_config
 from posecore.data import read_image
 
 
@@ -34,19 +31,6 @@ def _support_image(width: int = 150, height: int = 90) -> tuple[np.ndarray, list
     for (x, y), colour in zip(points, ((255, 0, 0), (0, 255, 0), (255, 255, 0)), strict=True):
         cv2.circle(image, (int(x), int(y)), 6, colour, -1)
     return image, points
-
-
-@pytest.fixture(scope="module")
-def small_checkpoint(tmp_path_factory: pytest.TempPathFactory, synthetic_cache: str) -> Path:
-    """A posecore checkpoint of the small synthetic model (random weights), carrying its config."""
-    import posecore
-
-    config = small_synthetic_config(synthetic_cache)
-    torch.manual_seed(0)
-    model = posecore.build_model(config)
-    path = tmp_path_factory.mktemp("weights") / "best.pth"
-    save_checkpoint({"state_dict": model.state_dict(), "meta": {"config": dump_config(config)}}, path)
-    return path
 
 
 def test_category_file_with_relative_images_one_based_skeleton_and_hidden_keypoints(tmp_path: Path) -> None:

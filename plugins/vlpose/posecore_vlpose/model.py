@@ -351,8 +351,9 @@ class VLPoseModel(PoseModel):
         if styles is None and self.default_style is not None:
             styles = [self.default_style] * size
         if styles is None:
-            raise DataError("vlpose: text_mode 'style' needs each sample's 'style' (wrap the dataset in vlpose_styled, "
-                            "or set model.text_mode=fixed)")
+            raise DataError("vlpose: text_mode 'style' needs each sample's 'style' (wrap the dataset in vlpose_styled; "
+                            "posecore predict --style NAME or --styles FILE; or set model.default_style or "
+                            "model.text_mode=fixed)")
         unknown = sorted({s for s in styles if s not in self.style_index})
         if unknown:
             raise DataError(f"vlpose: no prompt for style(s) {unknown}; model.prompts knows {sorted(self.style_index)}")

@@ -1,10 +1,13 @@
 """The posecore hooks of plugin ``vlpose``: VLPose (Li et al., 2024), language-vision tuning of
 ViTPose for Human-Art (JulietLJY/VLPose, mmpose 1.0).
 
-Every factory and preset is a ``"module:attribute"`` string, so listing the plugin imports no torch.
+Every factory is a ``"module:attribute"`` string and every preset comes from the torch-free
+``presets`` module, so listing the plugin imports no torch.
 """
 
 from __future__ import annotations
+
+import argparse
 
 import posecore
 from posecore import Component, Converter, Preset
@@ -75,3 +78,15 @@ def posecore_converters() -> list[Converter]:
         Converter("vlpose-from-vitpose", "posecore_vlpose.model:convert_vitpose_init",
                   "an mmpose 1.x ViTPose checkpoint -> VLPose's ViT and main head branch (the COCO stage's start)"),
     ]
+
+
+@posecore.hookimpl
+def posecore_cli_arguments(command: str, parser: argparse.ArgumentParser) -> None:
+    if command != "predict":
+        return
+    group = parser.add_argument_group("vlpose (the Human-Art style that picks each image's prompt)")
+    group.add_argument("--style", dest="vlpose_style", metavar="NAME",
+                       help="every input's style (cartoon, sketch, ...; the model's prompts name them), or "
+                       "'parent_dir': each image's folder name, as the original reads Human-Art")
+    group.add_argument("--styles", dest="vlpose_styles", metavar="FILE",
+                       help="JSON {image file name or path: style}, taking precedence over --style")

@@ -165,7 +165,9 @@ def tiny_synthetic() -> ExperimentConfig:
                      "prompt_tokens": 4},
         "num_keypoints": 17,
         "input_size": list(input_size),
-        "text_mode": "fixed",
+        # The last stage's mode, so that the trained checkpoint predicts as it was evaluated; the
+        # first stage switches to the fixed sentence (StageConfig options) while it runs.
+        "text_mode": "style",
         "prompts": {style: f"a photo of a human in {style.replace('_', ' ')} style" for style in TINY_STYLES},
         "text_vocab_size": 64, "text_width": 64, "text_layers": 2, "text_heads": 2, "text_intermediate": 128,
         "text_max_positions": 32,
@@ -202,11 +204,15 @@ def tiny_synthetic() -> ExperimentConfig:
     )
 
 
+#: ``posecore predict`` with each input's Human-Art style (``--style``, ``--styles``).
+PREDICTOR = "posecore_vlpose.predictor:predict_styled"
+
+
 def preset_declarations() -> list[Preset]:
     """The plugin's presets (``posecore_presets``)."""
     presets = [Preset("vlpose-tiny-synthetic", "posecore_vlpose.presets:tiny_synthetic",
                       "VLPose end to end on synthetic people, both stages (no data needed, a few CPU minutes)",
-                      default=True)]
+                      default=True, predictor=PREDICTOR)]
     for size, (arch, _, _, tokens, _, vitpose) in SIZES.items():
         humanart, coco = PUBLISHED[size]
         for prompt in ("dp", "sp"):
@@ -224,11 +230,12 @@ def preset_declarations() -> list[Preset]:
                 f"vlpose-{size}-{prompt}-humanart-256x192", functools.partial(humanart_preset, size, prompt),
                 f"VLPose-{size.upper()} Human-Art stage, {kind} prompts ({tokens} tokens), frozen ViT ({arch}) and main "
                 f"branch; released config ..._kw1_vit-{size.upper()}_{prompt}{tokens}.py (legacy_quirks on)",
-                published=published,
+                published=published, predictor=PREDICTOR,
             ))
         presets.append(Preset(
             f"vlpose-{size}-coco-256x192", functools.partial(coco_stage_preset, size),
             f"VLPose-{size.upper()} COCO stage: fixed sentence, ViT trained (layer decay over 12 layers: legacy_quirks), "
             f"main branch from {vitpose} and frozen",
+            predictor=PREDICTOR,
         ))
     return presets

@@ -1,0 +1,58 @@
+"""Inference precision (``Pose(precision=)``, ``predict``/``eval --precision``) and ``train.mixed_precision: auto``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import posecore
+from posecore._inference import cpu_has_bf16, inference_autocast
+from posecore.engine._trainer import _resolved_precision
+
+COCO = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco"
+
+
+def _person_boxes() -> tuple[Path, list[list[float]]]:
+    document = json.loads((COCO / "test_coco.json").read_text())
+    image = document["images"][0]
+    boxes = [[x, y, x + w, y + h] for x, y, w, h in
+             (a["bbox"] for a in document["annotations"] if a["image_id"] == image["id"] and a["num_keypoints"] > 0)]
+    return COCO / image["file_name"], boxes
+
+
+def test_bf16_inference_follows_fp32_on_a_real_image() -> None:
+    torch.manual_seed(0)
+    path, boxes = _person_boxes()
+    fp32 = posecore.Pose(preset="vit-tiny-synthetic", device="cpu", flip_test=False)
+    bf16 = posecore.Pose(preset="vit-tiny-synthetic", device="cpu", flip_test=False, precision="bf16")
+    bf16.model.load_state_dict(fp32.model.state_dict())
+    a, b = (pose(path, [boxes], return_heatmaps=True)[0] for pose in (fp32, bf16))
+    assert a.heatmaps.dtype == b.heatmaps.dtype == np.float32 and a.heatmaps.shape == b.heatmaps.shape
+    spread = float(a.heatmaps.max() - a.heatmaps.min())
+    assert spread > 0 and float(np.abs(a.heatmaps - b.heatmaps).max()) < 0.05 * spread  # bf16: 8 mantissa bits
+    assert not np.array_equal(a.heatmaps, b.heatmaps), "bf16 ran: the heatmaps are rounded differently"
+
+
+def test_precisions_are_checked_before_anything_runs() -> None:
+    with pytest.raises(posecore.PosecoreError, match="fp16 needs a CUDA device"):
+        posecore.Pose(preset="vit-tiny-synthetic", device="cpu", precision="fp16")
+    with pytest.raises(posecore.PosecoreError, match="precision must be one of fp32, bf16, fp16"):
+        inference_autocast("cpu", "fp8")  # type: ignore[arg-type]
+    result = subprocess.run([sys.executable, "-m", "posecore", "predict", "--preset", "vit-tiny-synthetic", "--device",
+                             "cpu", "--whole-image", "--precision", "fp16", str(_person_boxes()[0])],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "fp16 needs a CUDA device" in result.stderr, result.stderr
+
+
+def test_auto_mixed_precision_is_bf16_only_where_it_is_native() -> None:
+    expected = "bf16" if (torch.cuda.is_bf16_supported() if torch.cuda.is_available() else cpu_has_bf16()) else "no"
+    assert _resolved_precision("auto") == expected
+    assert [_resolved_precision(s) for s in ("no", "bf16")] == ["no", "bf16"]
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    assert cpu_has_bf16() == any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
