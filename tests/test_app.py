@@ -135,6 +135,25 @@ def test_the_predict_tab_writes_what_posecore_predict_writes(vit_checkpoint: Pat
     assert json.loads(Path(results).read_text()) == json.loads((tmp_path / "command" / "predictions.json").read_text())
 
 
+def test_the_predict_tab_finds_people_with_the_chosen_detector(vit_checkpoint: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tab's detector is the context's (``posecore app --detector``) unless the dropdown says
+    otherwise; offline with no weights, the tab shows predict's message naming the file."""
+    pytest.importorskip("gradio", reason="posecore app needs the app extra: pip install 'posecore[app]'")
+    import attrs
+
+    from posecore._app import WHOLE_IMAGE, _predict
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # an empty cache: nothing to find
+    monkeypatch.setenv("POSECORE_OFFLINE", "1")
+    context = attrs.evolve(_context(vit_checkpoint, tmp_path / "app"), detector="fasterrcnn_mobilenet_v3_large_320_fpn")
+    *_, status = _predict(context, str(IMAGE), 0.3, False)
+    assert status.startswith("**Error:**") and "fasterrcnn_mobilenet_v3_large_320_fpn" in status, status
+    assert ".pth" in status and str(tmp_path / "torch") in status, "names the weights file and where to put it"
+    *_, status = _predict(context, str(IMAGE), 0.3, False, WHOLE_IMAGE)
+    assert status.startswith("1 instance(s) in 000000000785.jpg (the whole image is the one box)"), status
+
+
 def test_the_predict_tab_draws_a_video(vit_checkpoint: Path, tmp_path: Path) -> None:
     pytest.importorskip("gradio", reason="posecore app needs the app extra: pip install 'posecore[app]'")
     from posecore._app import _predict
@@ -191,7 +210,7 @@ def test_the_app_in_a_browser_predicts_an_uploaded_image(vit_checkpoint: Path, t
     shots.mkdir()
     output = tmp_path / "app"
     try:
-        with served_app(["--checkpoint", str(vit_checkpoint), "--device", "cpu", "--output", str(output)]) as url:
+        with served_app(["--checkpoint", str(vit_checkpoint), "--device", "cpu", "--whole-image", "--output", str(output)]) as url:
             driver.get(url)
             open_tab(driver, "Predict")
             driver.save_screenshot(str(shots / "1-opened.png"))

@@ -32,6 +32,8 @@ __all__ = ["AppContext", "build_app", "import_gradio", "predict_tab"]
 
 #: Where the app listens: this machine only (the app reads and writes local files).
 HOST = "127.0.0.1"
+#: The Predict tab's choice of no detector.
+WHOLE_IMAGE = "whole image"
 
 
 @attrs.frozen
@@ -47,6 +49,8 @@ class AppContext:
         output: the folder each prediction writes its own subfolder into.
         predictor: what ``posecore predict`` would call for this model: its preset's own
             :class:`~posecore.Predictor`, or the core's top-down one.
+        detector: the registered detector that finds the instances of an upload, as in
+            ``posecore predict`` (``None``: the whole image is the one instance).
     """
 
     checkpoint: str | None
@@ -55,6 +59,7 @@ class AppContext:
     device: str | None
     output: Path
     predictor: Callable[[PredictRequest], int | None]
+    detector: str | None = None
 
     def request(self, inputs: Sequence[str | Path], label: str, **fields: Any) -> PredictRequest:
         """A :class:`~posecore.PredictRequest` for ``inputs`` with the served model, writing into a
@@ -112,6 +117,7 @@ def predict_tab(context: AppContext) -> None:
     """The core's tab: an image or a video in, its skeletons drawn and the COCO results out."""
     import gradio as gr
 
+    from posecore._plugins import get_host
     from posecore._predict import IMAGE_SUFFIXES, VIDEO_SUFFIXES, predict_topdown
 
     if context.predictor is not predict_topdown:
@@ -124,17 +130,21 @@ def predict_tab(context: AppContext) -> None:
                              elem_id="predict-input")
             threshold = gr.Slider(0.0, 1.0, value=0.3, step=0.05, label="Draw keypoints scoring above")
             flip = gr.Checkbox(value=True, label="Flip test (average with the mirrored image)")
+            boxes = gr.Dropdown([WHOLE_IMAGE, *get_host().registries.detectors.names()],
+                                value=context.detector or WHOLE_IMAGE, label="Boxes from", elem_id="predict-boxes")
             run = gr.Button("Predict", variant="primary", elem_id="predict-run")
         with gr.Column():
             image = gr.Image(label="Skeletons", interactive=False, elem_id="predict-image")
             video = gr.Video(label="Skeletons", interactive=False, visible=False, elem_id="predict-video")
             results = gr.File(label="COCO keypoint results (predictions.json)", elem_id="predict-results")
             status = gr.Markdown(elem_id="predict-status")
-    run.click(functools.partial(_predict, context), [upload, threshold, flip], [image, video, results, status])
+    run.click(functools.partial(_predict, context), [upload, threshold, flip, boxes], [image, video, results, status])
 
 
-def _predict(context: AppContext, path: str | None, threshold: float, flip: bool) -> tuple[Any, Any, Any, str]:
-    """One click of "Predict": the upload through the model's predictor, as ``posecore predict``."""
+def _predict(context: AppContext, path: str | None, threshold: float, flip: bool,
+             boxes: str | None = None) -> tuple[Any, Any, Any, str]:
+    """One click of "Predict": the upload through the model's predictor, as ``posecore predict``,
+    its instances found by the detector ``boxes`` names (default: the context's), or the whole image."""
     import json
 
     import gradio as gr
@@ -145,7 +155,9 @@ def _predict(context: AppContext, path: str | None, threshold: float, flip: bool
         return None, gr.update(visible=False), None, "Upload an image or a video first."
     source = Path(path)
     try:
-        request = context.request([source], "predict", keypoint_threshold=float(threshold), flip_test=bool(flip))
+        chosen = context.detector if boxes is None else None if boxes == WHOLE_IMAGE else boxes
+        request = context.request([source], "predict", keypoint_threshold=float(threshold), flip_test=bool(flip),
+                                  detector=chosen)
         failed = context.predictor(request)
     except PosecoreError as exc:
         return None, gr.update(visible=False), None, f"**Error:** {exc}"
@@ -154,8 +166,8 @@ def _predict(context: AppContext, path: str | None, threshold: float, flip: bool
     if failed or not drawn.is_file():
         return None, gr.update(visible=False), None, f"**Error:** {source.name} could not be predicted (see the terminal)."
     rows = json.loads((request.output / "predictions.json").read_text(encoding="utf-8"))
-    summary = (f"{len(rows)} instance(s) in {source.name} (the whole image is the person box); results and "
-               f"pictures in `{request.output}`")
+    found = f"boxes from detector {chosen}" if chosen else "the whole image is the one box"
+    summary = f"{len(rows)} instance(s) in {source.name} ({found}); results and pictures in `{request.output}`"
     if is_video:
         return None, gr.update(value=str(drawn), visible=True), str(request.output / "predictions.json"), summary
     return str(drawn), gr.update(value=None, visible=False), str(request.output / "predictions.json"), summary
