@@ -666,3 +666,25 @@ def test_heatmap_argmax_is_unchanged_for_the_heads() -> None:
     maps[0, 0, 3, 1] = -0.5
     coords, scores = heatmap_argmax(maps)
     assert coords.tolist() == [[[1.0, 3.0]]] and scores.tolist() == [[-0.5]]
+
+
+def test_predict_heatmaps_averages_the_flipped_pass_and_names_a_missing_codec() -> None:
+    from posecore.data import load_metainfo
+    from posecore.models import predict_heatmaps
+
+    codec = UDPHeatmap((48, 64), (12, 16))
+    images = torch.randn(2, 3, 64, 48)
+    weights = torch.randn(17, 3)
+
+    def forward(batch_images: torch.Tensor) -> torch.Tensor:  # a fixed, image-dependent "model"
+        return torch.einsum("kc,bchw->bkhw", weights, batch_images[..., ::4, ::4])
+
+    batch = {"image": images, "meta": [load_metainfo("coco")] * 2}
+    result = predict_heatmaps(forward, batch, codec, flip_test=True)
+    flipped_back = codec.flip_back(forward(images.flip(-1)), list(load_metainfo("coco").flip_indices))
+    torch.testing.assert_close(result.heatmaps, average_flipped(forward(images), flipped_back))
+    torch.testing.assert_close(result.keypoints, codec.decode(result.heatmaps)[0])
+    with pytest.raises(ValueError, match="tiny: the flip test needs the experiment's codec"):
+        predict_heatmaps(forward, batch, None, flip_test=True, owner="tiny")
+    with pytest.raises(ValueError, match="tiny: decoding heatmaps needs the experiment's codec"):
+        predict_heatmaps(forward, batch, None, flip_test=False, owner="tiny")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from posecore._lazy import lazy_exports
-from posecore.models._base import Batch, ImageNormalizer, PoseModel, PoseResult, batch_flip_indices
+from posecore.models._base import Batch, ImageNormalizer, PoseModel, PoseResult, batch_flip_indices, predict_heatmaps
 
 if TYPE_CHECKING:
     from posecore.models._heads import HeatmapDeconvHead, HeatmapSimpleHead
@@ -35,6 +35,7 @@ __all__ = [
     "TopdownHeatmapModel",
     "ViT",
     "batch_flip_indices",
+    "predict_heatmaps",
 ]
 
 

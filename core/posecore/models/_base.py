@@ -8,16 +8,21 @@ batch is a :class:`Batch`: the collated samples, every key and its shape declare
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import torch
 from torch import nn
 
+from posecore.codecs._flip import average_flipped
 from posecore.data._sample import Batch
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Batch", "ImageNormalizer", "PoseModel", "PoseResult", "batch_flip_indices"]
+if TYPE_CHECKING:
+    from posecore.codecs._base import Codec
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Batch", "ImageNormalizer", "PoseModel", "PoseResult", "batch_flip_indices",
+           "predict_heatmaps"]
 
 #: Pixel statistics every backbone here was pre-trained with (RGB, in [0, 1] units).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -117,3 +122,21 @@ def batch_flip_indices(batch: Batch) -> list[int]:
     if any((list(meta.flip_indices) or list(range(meta.num_keypoints))) != flip_indices for meta in metas[1:]):
         raise ValueError("flip test: this batch mixes keypoint sets with different flip indices; evaluate each dataset on its own")
     return flip_indices
+
+
+def predict_heatmaps(forward: Callable[[torch.Tensor], torch.Tensor], batch: Batch, codec: Codec | None, *,
+                     flip_test: bool, decode: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
+                     owner: str = "model") -> PoseResult:
+    """A heatmap model's prediction: ``forward(images)`` (float32), with the flip test the average
+    of it and the mirrored images' heatmaps flipped back by ``codec``, decoded by ``codec`` (or,
+    without one, by ``decode``, a head's plain argmax). ``owner`` names the model in errors."""
+    heatmaps = forward(batch["image"]).float()
+    if flip_test:
+        if codec is None:
+            raise ValueError(f"{owner}: the flip test needs the experiment's codec (config key 'codec')")
+        flipped = forward(batch["image"].flip(-1)).float()
+        heatmaps = average_flipped(heatmaps, codec.flip_back(flipped, batch_flip_indices(batch)))
+    if codec is None and decode is None:
+        raise ValueError(f"{owner}: decoding heatmaps needs the experiment's codec (config key 'codec')")
+    keypoints, scores = codec.decode(heatmaps) if codec is not None else decode(heatmaps)
+    return PoseResult(keypoints=keypoints, scores=scores, heatmaps=heatmaps)

@@ -9,8 +9,7 @@ from torch import nn
 
 from posecore._components import Nested
 from posecore.codecs._base import Codec
-from posecore.codecs._flip import average_flipped
-from posecore.models._base import Batch, ImageNormalizer, PoseModel, PoseResult, batch_flip_indices
+from posecore.models._base import Batch, ImageNormalizer, PoseModel, PoseResult, predict_heatmaps
 
 __all__ = ["TopdownHeatmapModel"]
 
@@ -59,15 +58,8 @@ class TopdownHeatmapModel(PoseModel):
 
     @torch.no_grad()
     def predict(self, batch: Batch, *, flip_test: bool = False) -> PoseResult:
-        heatmaps = self(batch).float()
-        if flip_test:
-            if self.codec is None:
-                raise ValueError("topdown_heatmap: the flip test needs the experiment's codec (config key 'codec')")
-            flipped = self({"image": batch["image"].flip(-1)}).float()
-            heatmaps = average_flipped(heatmaps, self.codec.flip_back(flipped, batch_flip_indices(batch)))
-        decode = self.codec.decode if self.codec is not None else self.head.decode
-        keypoints, scores = decode(heatmaps)
-        return PoseResult(keypoints=keypoints, scores=scores, heatmaps=heatmaps)
+        return predict_heatmaps(lambda images: self({"image": images}), batch, self.codec, flip_test=flip_test,
+                                decode=self.head.decode, owner="topdown_heatmap")
 
     def example_batch(self, batch_size: int = 1) -> dict[str, torch.Tensor]:
         width, height = self.input_size

@@ -31,8 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from posecore import CheckpointError, ConfigError, ConvertedStateDict, Nested
-from posecore.codecs import Codec, average_flipped
-from posecore.models import HeatmapDeconvHead, ImageNormalizer, PoseModel, PoseResult, batch_flip_indices
+from posecore.codecs import Codec
+from posecore.models import HeatmapDeconvHead, ImageNormalizer, PoseModel, PoseResult, predict_heatmaps
 from posecore_pgvl.fusion import ParseGraphFusion
 from posecore_pgvl.text import ContextTextEncoder, PromptEncoder, tokenize
 
@@ -255,15 +255,8 @@ class PGVLModel(PoseModel):
 
     @torch.no_grad()
     def predict(self, batch: Mapping[str, Any], *, flip_test: bool = False) -> PoseResult:
-        heatmaps = self(batch).float()
-        if flip_test:
-            if self.codec is None:
-                raise ValueError("pgvl: the flip test needs the experiment's codec (config key 'codec')")
-            flipped = self({"image": batch["image"].flip(-1)}).float()
-            heatmaps = average_flipped(heatmaps, self.codec.flip_back(flipped, batch_flip_indices(batch)))
-        decode = self.codec.decode if self.codec is not None else self.head.decode
-        keypoints, scores = decode(heatmaps)
-        return PoseResult(keypoints=keypoints, scores=scores, heatmaps=heatmaps)
+        return predict_heatmaps(lambda images: self({"image": images}), batch, self.codec, flip_test=flip_test,
+                                decode=self.head.decode, owner="pgvl")
 
     def example_batch(self, batch_size: int = 1) -> dict[str, torch.Tensor]:
         width, height = self.input_size

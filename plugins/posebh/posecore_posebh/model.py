@@ -50,8 +50,8 @@ from torch import nn
 
 import posecore
 from posecore import CheckpointError, ConfigError, ConvertedStateDict, Nested
-from posecore.codecs import Codec, average_flipped, dark_udp_refine, heatmap_maxima, udp_gaussian_heatmaps
-from posecore.models import Batch, ImageNormalizer, PoseModel, PoseResult, batch_flip_indices
+from posecore.codecs import Codec, dark_udp_refine, heatmap_maxima, udp_gaussian_heatmaps
+from posecore.models import Batch, ImageNormalizer, PoseModel, PoseResult, predict_heatmaps
 from posecore_posebh.losses import PrototypeLossWeights, joints_mse, prototype_contrast
 from posecore_posebh.prototypes import ClusterPrototypes, cluster_prototypes, full_precision
 from posecore_posebh.vit_moe import ViTMoE, expert_width, merge_expert
@@ -212,15 +212,8 @@ class _PoseBH(PoseModel):
                 f"{type(self).__name__}: the head of dataset {self.dataset_names[dataset]!r} predicts "
                 f"{head.num_keypoints} keypoints but the batch's keypoint set {metas[0].name!r} has "
                 f"{metas[0].num_keypoints}; choose the matching dataset (model.dataset)")
-        heatmaps = head(self.features(images, index)).float()
-        if flip_test:
-            if self.codec is None:
-                raise ValueError(f"{type(self).__name__}: the flip test needs the experiment's codec (config key 'codec')")
-            flipped = head(self.features(images.flip(-1), index)).float()
-            heatmaps = average_flipped(heatmaps, self.codec.flip_back(flipped, batch_flip_indices(batch)))
-        decode = self.codec.decode if self.codec is not None else head.decode
-        keypoints, scores = decode(heatmaps)
-        return PoseResult(keypoints=keypoints, scores=scores, heatmaps=heatmaps)
+        return predict_heatmaps(lambda images: head(self.features(images, index)), batch, self.codec,
+                                flip_test=flip_test, decode=head.decode, owner=type(self).__name__)
 
     def example_batch(self, batch_size: int = 1) -> dict[str, Any]:
         width, height = self.input_size
