@@ -226,15 +226,20 @@ class ViT(nn.Module):
         # A view, no copy: (B, C, h, w) laid out channels-last, which convolution heads run fastest on.
         return tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], *grid)
 
-    def _position_embedding(self, grid: tuple[int, int]) -> torch.Tensor:
-        """(1, h * w, C): the patch positions, resized to ``grid`` if needed, plus the class slot."""
+    def patch_positions(self, grid: tuple[int, int]) -> torch.Tensor:
+        """(1, h * w, C): the position embedding's patch entries, resized bicubically to ``grid``
+        if needed (mmpretrain-style ViTs, VLPose's, add only these)."""
         patches = self.pos_embed[:, 1:]
         if grid != self.grid_size:
             height, width = self.grid_size
             patches = patches.reshape(1, height, width, -1).permute(0, 3, 1, 2)
             patches = F.interpolate(patches, size=grid, mode="bicubic", align_corners=False)
             patches = patches.flatten(2).transpose(1, 2)
-        return patches + self.pos_embed[:, :1]
+        return patches
+
+    def _position_embedding(self, grid: tuple[int, int]) -> torch.Tensor:
+        """(1, h * w, C): the patch positions plus the class slot, which ViTPose adds to every patch."""
+        return self.patch_positions(grid) + self.pos_embed[:, :1]
 
     def layer_id(self, name: str) -> int:
         """Depth of parameter ``name`` (relative to this module) for layer-wise lr decay."""

@@ -111,7 +111,7 @@ class VLPoseViT(ViT):
     def forward(self, images: torch.Tensor, dataset_index: torch.Tensor | None = None) -> torch.Tensor:
         """images (B, 3, H, W) -> features (B, C, h, w)."""
         tokens, grid = self.patch_embed(images)
-        tokens = tokens + self._position_embedding(grid)
+        tokens = tokens + self.patch_positions(grid)  # no class slot, as mmpretrain's ViT
         count = self.prompt_tokens
         if count:
             tokens = torch.cat([self.prompt_embed.expand(tokens.shape[0], -1, -1), tokens], 1)
@@ -122,16 +122,6 @@ class VLPoseViT(ViT):
             tokens = block(tokens)
         tokens = self.last_norm(tokens[:, count:])
         return tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], *grid)
-
-    def _position_embedding(self, grid: tuple[int, int]) -> torch.Tensor:
-        """(1, h*w, C): the patch positions only (resized bicubically to ``grid`` if needed)."""
-        patches = self.pos_embed[:, 1:]
-        if grid != self.grid_size:
-            height, width = self.grid_size
-            patches = patches.reshape(1, height, width, -1).permute(0, 3, 1, 2)
-            patches = nn.functional.interpolate(patches, size=grid, mode="bicubic", align_corners=False)
-            patches = patches.flatten(2).transpose(1, 2)
-        return patches
 
 
 class RelationMatcher(nn.Module):
