@@ -5,14 +5,16 @@ similar MPII accuracy). This script times the network forward (images -> heatmap
 weights, ``torch.inference_mode``, eval mode) of the ``hevitpose-{t,s,b}-mpii-256x256`` presets'
 models (256x256 crops, the reconstructed architecture, see plugins/hevitpose/README.md) and of
 ``vitpose-s-coco-256x192`` (256x192 crops, its own preset's input), at batch 1 and batch 32, each
-prepared for inference as posecore's predictors do (``timm.utils.reparameterize_model``: HEViT's
-convolution + BatchNorm pairs folded into one convolution; ViTPose has nothing to fold). The
+prepared for inference as posecore's predictors do (``prepare_for_inference``: HEViT's
+convolution + BatchNorm pairs and both heads' deconvolution + BatchNorm pairs folded), in a process
+whose allocator is tuned as the ``posecore`` command tunes it (``posecore._malloc``;
+``--default-allocator`` leaves glibc's as it is). The
 models take turns, round after round, so a busy machine slows them alike; each figure is the median
 over rounds of images per second.
 
 The issue's goal: HEViTPose-T at least 2x ViTPose-S's images/s on the CPU at batch 32.
 
-    python benchmarks/hevitpose_speed.py [--device cpu|cuda] [--seconds 4] [--threads N] [--batch-sizes 1 32]
+    python benchmarks/hevitpose_speed.py [--device cpu|cuda] [--seconds 4] [--threads N] [--batch-sizes 1 32] [--default-allocator]
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ import time
 from pathlib import Path
 
 import torch
-from timm.utils import reparameterize_model
 
 import posecore
+from posecore._inference import prepare_for_inference
+from posecore._malloc import allocator_report
 from posecore._plugins import get_host
 from posecore.engine._builder import build_model
 
@@ -54,18 +57,22 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=4.0, help="timed seconds per model and batch size")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--default-allocator", action="store_true",
+                        help="leave glibc's malloc as it is instead of tuning it as the posecore command does")
     args = parser.parse_args()
+    if not args.default_allocator:
+        posecore.tune_cpu_allocator()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{cpu_model()}, {torch.get_num_threads()} threads"
-    print(f"device: {where}; torch {torch.__version__}")
+    print(f"device: {where}; torch {torch.__version__}; CPU allocator: {allocator_report()}")
     registries = get_host().registries
     models, inputs = {}, {}
     for label, preset in PRESETS.items():
         torch.manual_seed(0)
         model = build_model(posecore.get_preset(preset), registries).to(device).eval()
-        models[label] = reparameterize_model(model, inplace=True)
+        models[label] = prepare_for_inference(model)
         inputs[label] = model.input_size  # (width, height)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     results: dict[tuple[str, int], float] = {}

@@ -18,7 +18,11 @@ The issue's target: at least 1.1x transformers' img/s at batch 1 and at batch 32
 1.5x at batch 32 on AMD as on Intel). On a CPU with native bf16 (AVX512_BF16 or AMX) posecore's
 bf16 autocast (``--precision bf16``) runs beside it, with the rounding it costs against fp32.
 
-    python benchmarks/vit_inference.py [--seconds 10] [--threads N]
+Both run in one process, under the allocator setting the ``posecore`` command makes
+(``posecore._malloc``; ``--default-allocator`` leaves glibc's as it is), so the ratio compares the
+libraries, not their allocators.
+
+    python benchmarks/vit_inference.py [--seconds 10] [--threads N] [--default-allocator]
 """
 
 from __future__ import annotations
@@ -35,7 +39,8 @@ import torch
 from transformers import VitPoseBackboneConfig, VitPoseConfig, VitPoseForPoseEstimation, VitPoseImageProcessor
 
 import posecore
-from posecore._inference import cpu_has_bf16, inference_autocast
+from posecore._inference import cpu_has_bf16, inference_autocast, prepare_for_inference
+from posecore._malloc import allocator_report
 from posecore._plugins import get_host
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -56,7 +61,7 @@ def posecore_vitpose_b(state_dict: dict[str, torch.Tensor]) -> torch.nn.Module:
     model = registries.models.build(config.model, codec=registries.codecs.build(config.codec))
     converted = registries.converters.get("vitpose-hf").resolve()(state_dict)
     model.load_state_dict(converted, strict=True)
-    return model
+    return prepare_for_inference(model)  # as posecore's predictors: the head's BatchNorms folded
 
 
 def inference_steps(ours: torch.nn.Module, theirs: VitPoseForPoseEstimation, processor: VitPoseImageProcessor,
@@ -106,7 +111,11 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="timing per model and batch size (at least 3 steps)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch intra-op threads")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--default-allocator", action="store_true",
+                        help="leave glibc's malloc as it is instead of tuning it as the posecore command does")
     args = parser.parse_args()
+    if not args.default_allocator:
+        posecore.tune_cpu_allocator()  # for both libraries: they share this process
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
@@ -114,7 +123,7 @@ def main() -> int:
     ours = posecore_vitpose_b(theirs.state_dict()).eval()
     processor = VitPoseImageProcessor()
     print(f"CPU: {cpu_description()}; torch {torch.__version__}, {args.threads} threads; transformers attention: "
-          f"{theirs.backbone.config._attn_implementation} (backbone)")
+          f"{theirs.backbone.config._attn_implementation} (backbone)\nCPU allocator (both): {allocator_report()}")
     print(f"{'batch':>5} {'posecore img/s':>15} {'transformers img/s':>19} {'ratio':>6} {'max |heatmap diff|':>19}"
           + (f" {'bf16 img/s':>11} {'ratio':>6} {'bf16 cost: heatmaps, keypoints':>31}" if cpu_has_bf16() else ""))
     for batch_size in args.batch_sizes:

@@ -12,6 +12,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import posecore
+from posecore._inference import prepare_for_inference
 from posecore.models._heads import HeatmapDeconvHead, HeatmapSimpleHead
 from posecore.models._vit import InferenceLinear, ViT
 
@@ -221,6 +222,25 @@ def test_heads_start_from_the_original_small_initialisation() -> None:
         convolutions = [m for m in head.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
         assert all(abs(m.weight.std().item() - 0.001) < 2e-4 for m in convolutions)
         assert all(m.bias is None or not m.bias.any() for m in convolutions)
+
+
+@pytest.mark.parametrize("kernel", [4, 3, 2])
+def test_the_folded_deconv_head_predicts_as_the_trained_one(kernel: int) -> None:
+    """``reparameterize`` (called by ``load_model(fuse=True)`` through timm) folds each BatchNorm,
+    with running statistics a few training steps gave it, into its deconvolution."""
+    torch.manual_seed(0)
+    head = HeatmapDeconvHead(32, 5, deconv_channels=(16, 8), deconv_kernel=kernel)
+    optimizer = torch.optim.SGD(head.parameters(), lr=1.0)
+    for _ in range(3):  # moves the BN weights, biases and running statistics off their defaults
+        head(torch.randn(4, 32, 6, 5)).square().mean().backward()
+        optimizer.step()
+    features = torch.randn(2, 32, 6, 5)
+    with torch.no_grad():
+        expected = head.eval()(features)
+        model = prepare_for_inference(nn.Sequential(head))
+        assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+        assert all(m.bias is not None for m in model.modules() if isinstance(m, nn.ConvTranspose2d))
+        torch.testing.assert_close(model(features), expected, rtol=1e-5, atol=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------

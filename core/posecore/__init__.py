@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from posecore._app import AppContext
     from posecore._checkpoint import ConvertedStateDict, KeyReport, load_checkpoint
     from posecore._detect import Detections, Detector
+    from posecore._malloc import tune_cpu_allocator
     from posecore._plugins import load_plugins
     from posecore._predict import BoxTable, Predictor, PredictRequest, predict_topdown, prediction_rows
     from posecore._visualize import draw_pose, save_image
@@ -71,6 +72,7 @@ __all__ = [
     "predict_topdown",
     "prediction_rows",
     "save_image",
+    "tune_cpu_allocator",
 ]
 
 
@@ -126,6 +128,7 @@ _LAZY = {
     "prediction_rows": "posecore._predict",
     "draw_pose": "posecore._visualize",
     "save_image": "posecore._visualize",
+    "tune_cpu_allocator": "posecore._malloc",
 }
 
 

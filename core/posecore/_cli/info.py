@@ -106,6 +106,8 @@ def doctor_document(host: PluginHost) -> dict[str, Any]:
     """Environment facts for bug reports: python, torch, devices, accelerate, key packages, plugins."""
     import torch
 
+    from posecore._malloc import allocator_report
+
     devices = [
         {"index": i, "name": torch.cuda.get_device_name(i),
          "memory_GiB": round(torch.cuda.get_device_properties(i).total_memory / 2**30, 1)}
@@ -124,6 +126,7 @@ def doctor_document(host: PluginHost) -> dict[str, Any]:
             "devices": devices,
             "bf16_supported": bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported()),
             "cpu_threads": torch.get_num_threads(),
+            "cpu_allocator": allocator_report(),
         },
         "accelerate": {
             "config_file": str(accelerate_config) if accelerate_config else None,
@@ -154,6 +157,7 @@ def doctor_command(args: argparse.Namespace) -> int:
     t = document["torch"]
     print(f"python        {document['python']} on {document['platform']}")
     print(f"torch         {t['version']} (CUDA build {t['cuda_build'] or 'none'}), {t['cpu_threads']} CPU threads")
+    print(f"  allocator   {t['cpu_allocator']}")
     if t["devices"]:
         for device in t["devices"]:
             print(f"  cuda:{device['index']}      {device['name']}, {device['memory_GiB']} GiB, bf16 {t['bf16_supported']}")

@@ -151,6 +151,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``posecore`` script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    from posecore._malloc import tune_cpu_allocator
+
+    tune_cpu_allocator()  # before torch allocates anything: see posecore._malloc
     parser, parsers = build_parser()
     command = next((token for token in argv if not token.startswith("-")), None)
     try:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from posecore.codecs import heatmap_argmax
 
@@ -86,6 +87,19 @@ class HeatmapDeconvHead(nn.Module):
     def decode(self, heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Heatmap maxima in input pixels: keypoints (B, K, 2), scores (B, K)."""
         return _argmax_decode(heatmaps, self.heatmap_stride)
+
+    @torch.no_grad()
+    def reparameterize(self) -> None:
+        """Fold each BatchNorm into the deconvolution before it (which gains a bias), for inference.
+
+        The BatchNorms become identities: the head then predicts as before in eval mode, one pass
+        over the largest maps in the model fewer. ``posecore``'s predictors call this through
+        ``timm.utils.reparameterize_model``; a folded head is for inference, not for training."""
+        layers = self.deconv_layers
+        for i in range(len(layers) - 1):
+            if isinstance(layers[i], nn.ConvTranspose2d) and isinstance(layers[i + 1], nn.BatchNorm2d):
+                layers[i] = fuse_conv_bn_eval(layers[i].eval(), layers[i + 1].eval(), transpose=True)
+                layers[i + 1] = nn.Identity()
 
 
 class HeatmapSimpleHead(nn.Module):

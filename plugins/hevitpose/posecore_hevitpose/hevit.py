@@ -98,7 +98,7 @@ class FeedForward(nn.Module):
         super().__init__()
         hidden = int(channels * ratio)
         self.pw1 = ConvBN(channels, hidden)
-        self.act = nn.ReLU()
+        self.act = nn.ReLU(inplace=True)
         self.pw2 = ConvBN(hidden, channels, bn_weight_init=0.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -141,9 +141,15 @@ class _GroupAttention(nn.Module):
         q = q.reshape(batch, self.heads, self.key_dim, -1).transpose(-1, -2)
         k = k.reshape(batch, self.heads, self.key_dim, -1).transpose(-1, -2)
         v = v.reshape(batch, self.heads, self.value_dim, -1).transpose(-1, -2)
-        # Written out rather than F.scaled_dot_product_attention: with key width != value width the
-        # CPU takes SDPA's reference path, whose masked-row guards cost a quarter of the inference.
-        attended = torch.softmax((q * self.scale) @ k.transpose(-1, -2), dim=-1) @ v
+        # SDPA's fused CPU kernel needs one width for queries, keys and values; with unequal widths
+        # it takes its reference path, 3-4x slower than the written-out attention. So the narrower
+        # side is zero-padded (zeros add nothing to the dot products nor to the weighted sum, and
+        # the scale stays the key width's) and the padding is cut from the result: 1.6x faster than
+        # the written-out attention on stage 1's 4096 queries, where the softmax was a fifth of it.
+        dim = max(self.key_dim, self.value_dim)
+        q, k = (F.pad(t, (0, dim - self.key_dim)) for t in (q, k))
+        v = F.pad(v, (0, dim - self.value_dim))
+        attended = F.scaled_dot_product_attention(q, k, v, scale=self.scale)[..., : self.value_dim]
         attended = attended.transpose(-1, -2).reshape(batch, -1, height, width)
         return self.out_norm(self.out(attended))
 
@@ -169,7 +175,7 @@ class CGSRAttention(nn.Module):
             raise ValueError(f"CGSRAttention: channels={channels} is not divisible by groups={groups}")
         self.groups = groups
         self.attns = nn.ModuleList(_GroupAttention(channels // groups, heads, key_dim, sr_ratio) for _ in range(groups))
-        self.proj = nn.Sequential(nn.ReLU(), nn.Conv2d(channels, channels, 1))
+        self.proj = nn.Sequential(nn.ReLU(inplace=True), nn.Conv2d(channels, channels, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outputs = []
