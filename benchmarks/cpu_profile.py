@@ -6,9 +6,11 @@ step); what the operators do not account for is the Python and dispatch overhead
 of each default is timed apart: the train pipeline's samples per second in one process (one
 data-loader worker's rate) against the samples per second the training step consumes, so the
 worker count that keeps the step fed can be read off. Evaluation is timed as one pass over the
-held-out split. fp32 and, where the CPU has bf16 instructions, bf16 autocast side by side.
+held-out split. fp32 and, where the CPU has bf16 instructions, bf16 autocast side by side. The
+process's allocator is tuned as the ``posecore`` command tunes it (``posecore._malloc``); with
+``--default-allocator`` glibc's page faults show up as "Python and dispatch" time.
 
-    python benchmarks/cpu_profile.py [--defaults core posebh ...] [--steps 3] [--no-vit-b]
+    python benchmarks/cpu_profile.py [--defaults core posebh ...] [--steps 3] [--no-vit-b] [--default-allocator]
 
 Run it with nothing else on the machine; the CPU is named on the first line.
 """
@@ -31,13 +33,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from default_runs import cpu_description  # noqa: E402  (benchmarks/ is not a package)
 
 import posecore  # noqa: E402
+from posecore._inference import prepare_for_inference  # noqa: E402
+from posecore._malloc import allocator_report  # noqa: E402
 from posecore._plugins import get_host  # noqa: E402
 from posecore.engine._builder import build_eval_sets, build_train_set  # noqa: E402
 
 #: Operator-name fragments -> kind; the first kind whose fragment the name contains wins.
 KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("attention", ("scaled_dot_product", "softmax", "_efficient_attention", "flash_attention")),
-    ("matmul", ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear", "mkldnn_linear")),
+    ("matmul", ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear", "mkldnn_linear",
+                "_linear_pointwise")),
     ("layer norm", ("layer_norm",)),
     ("convolution", ("conv", "batch_norm")),
     ("optimiser", ("Optimizer.step", "_foreach", "aten::lerp", "aten::addcdiv", "aten::addcmul", "aten::sqrt")),
@@ -121,9 +126,14 @@ def main() -> int:
     parser.add_argument("--defaults", nargs="+", help="default presets by plugin (core = vit-tiny-synthetic)")
     parser.add_argument("--steps", type=int, default=3, help="profiled steps per workload")
     parser.add_argument("--no-vit-b", action="store_true", help="skip ViTPose-B inference")
+    parser.add_argument("--default-allocator", action="store_true",
+                        help="leave glibc's malloc as it is instead of tuning it as the posecore command does")
     args = parser.parse_args()
+    if not args.default_allocator:
+        posecore.tune_cpu_allocator()
     cpu = cpu_description()
-    print(f"CPU: {cpu}; torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"CPU: {cpu}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
+          f"allocator: {allocator_report()}")
     precisions = [False] + ([True] if "bf16" in cpu else [])
     host = get_host()
     plugins = [name for name, record in sorted(host.records.items()) if record.status == "ok" and not record.builtin]
@@ -134,7 +144,7 @@ def main() -> int:
     chosen = args.defaults or list(defaults)
     if not args.no_vit_b:
         torch.manual_seed(0)
-        model = posecore.build_model(posecore.get_preset("vitpose-b-coco-256x192")).eval()
+        model = prepare_for_inference(posecore.build_model(posecore.get_preset("vitpose-b-coco-256x192")))
         images = torch.randn(32, 3, 256, 192)
         for bf16 in precisions:
             def infer(bf16: bool = bf16) -> None:

@@ -3,8 +3,9 @@
 glibc serves every allocation above its mmap threshold (128 KiB, growing to at most 32 MiB) with
 a fresh ``mmap`` and returns it with ``munmap`` on free. A CPU forward pass allocates and frees
 feature maps of tens to hundreds of MiB per layer, so every layer pays the kernel for zeroed pages
-again: on a 2-core Xeon a third of the wall time of a batch-32 pass went to page faults (HEViTPose-T
-38 -> 52 img/s, ViTPose-S 22 -> 27 img/s once kept; ``benchmarks/hevitpose_speed.py``). Raising the
+again: on a 2-core Xeon 10-28% of the wall time of a batch-32 pass went to page faults
+(HEViTPose-T 38 -> 52 img/s, ViTPose-S 22 -> 27, ViTPose-B 7.3 -> 8.3 once kept;
+``benchmarks/hevitpose_speed.py``, ``benchmarks/vit_inference.py``). Raising the
 mmap and trim thresholds makes glibc reuse its heap, which is what jemalloc or tcmalloc (PyTorch's
 CPU tuning guide's advice, through ``LD_PRELOAD``) do without a second library. The price is that
 the process keeps up to its peak working set (plus at most the trim threshold) after a pass.
