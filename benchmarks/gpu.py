@@ -37,6 +37,7 @@ from typing import Any
 import torch
 
 import posecore
+from posecore._inference import prepare_for_inference
 from posecore.analysis import measure_complexity
 
 HERE = Path(__file__).resolve().parent
@@ -91,7 +92,7 @@ def build(preset: str, device: torch.device) -> tuple[torch.nn.Module, float]:
 
 def inference_row(preset: str, batch_size: int, device: torch.device, seconds: float) -> dict[str, Any]:
     model, macs = build(preset, device)
-    model.eval()
+    model = prepare_for_inference(model)  # as posecore's predictors: the head's BatchNorms folded
     width, height = model.input_size
     images = torch.randint(0, 256, (batch_size, 3, height, width), dtype=torch.uint8, device=device)
 
