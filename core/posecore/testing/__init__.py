@@ -15,7 +15,8 @@ of the documented schema, detectors find boxes of the classes asked for in two i
 parameter and predict, codecs give keypoints back through encode and decode within the tolerance
 of their kind, metrics give the same table whatever the order of the results and with the repeats
 of multi-process padding, presets validate against the registries and round-trip through YAML
-unchanged.
+unchanged. :func:`check_model_step` runs the models' check on a model and batch of your own (a
+shrunk copy of each preset, say).
 
 A tab of ``posecore app`` is tested in a real browser (Debian's chromium, driven by Selenium):
 :func:`served_app` runs the app, :func:`chromium_driver` opens the browser (or raises
@@ -41,6 +42,7 @@ from posecore.testing._contracts import (
     check_head,
     check_metric,
     check_model,
+    check_model_step,
     check_preset,
     contract_cases,
 )
@@ -55,6 +57,7 @@ __all__ = [
     "check_head",
     "check_metric",
     "check_model",
+    "check_model_step",
     "check_preset",
     "chromium_driver",
     "click_image",

@@ -133,20 +133,31 @@ def check_model(registries: Registries, name: str, workdir: Path) -> None:
     """Builds from its example; finite losses that back-propagate to every trainable parameter;
     predict gives (B, K, 2)."""
     model = registries.models.build_example(name, workdir)
-    assert isinstance(model, PoseModel), f"model {name!r} must subclass posecore.models.PoseModel"
-    batch = model.example_batch(_BATCH)
+    check_model_step(model, model.example_batch(_BATCH), f"model {name!r}")
+
+
+def check_model_step(model: nn.Module, batch: dict, what: str = "model") -> PoseResult:
+    """One training step and one prediction of a built model on ``batch``: scalar, finite losses
+    that back-propagate to every trainable parameter (but those the model declares in
+    ``parameters_without_gradient``), then ``predict`` in eval mode giving (B, K, 2) keypoints and
+    (B, K) scores. Returns the prediction, for the caller's own checks (e.g. K, heatmap sizes):
+    what each plugin's "every preset's model trains and predicts" test runs on its shrunk presets."""
+    assert isinstance(model, PoseModel), f"{what} must subclass posecore.models.PoseModel"
     model.train()
     losses = model.loss(batch)
-    assert losses and all(v.ndim == 0 for v in losses.values()), f"model {name!r}: loss() must return scalar tensors"
+    assert losses and all(v.ndim == 0 for v in losses.values()), f"{what}: loss() must return scalar tensors"
     total = sum(losses.values())
-    assert math.isfinite(float(total.detach())), f"model {name!r}: non-finite loss {losses}"
+    assert math.isfinite(float(total.detach())), f"{what}: non-finite loss {losses}"
     total.backward()
-    _assert_every_parameter_learned(model, f"model {name!r}")
+    _assert_every_parameter_learned(model, what)
     model.eval()
     result = model.predict(batch)
-    assert isinstance(result, PoseResult), f"model {name!r}: predict() must return a PoseResult"
-    assert result.keypoints.ndim == 3 and result.keypoints.shape[0] == _BATCH and result.keypoints.shape[2] == 2
+    size = batch["image"].shape[0]
+    assert isinstance(result, PoseResult), f"{what}: predict() must return a PoseResult"
+    assert result.keypoints.ndim == 3 and result.keypoints.shape[0] == size and result.keypoints.shape[2] == 2, (
+        f"{what}: predict() gave keypoints {tuple(result.keypoints.shape)}, expected ({size}, K, 2)")
     assert tuple(result.scores.shape) == tuple(result.keypoints.shape[:2])
+    return result
 
 
 def check_preset(registries: Registries, name: str, workdir: Path) -> None:

@@ -13,6 +13,7 @@ import posecore
 from posecore._plugins import get_host
 from posecore.config import ExperimentConfig, structure, unstructure
 from posecore.engine._builder import build_model
+from posecore.testing import check_model_step
 
 PRESETS = get_host().registries.presets.names("hevitpose")
 README = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
@@ -70,14 +71,7 @@ def test_every_preset_model_trains_and_predicts_at_a_small_size(name: str) -> No
     torch.manual_seed(0)
     model = build_model(config, get_host().registries)
     batch = model.example_batch(2)
-    model.train()
-    losses = model.loss(batch)
-    assert all(torch.isfinite(v) for v in losses.values())
-    sum(losses.values()).backward()
-    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
-    assert not missing, missing
-    model.eval()
-    result = model.predict(batch)
+    result = check_model_step(model, batch, name)
     height, width = batch["image"].shape[-2:]
     assert tuple(result.heatmaps.shape[-2:]) == (height // 4, width // 4)  # two deconvs from stride 16
     assert tuple(result.keypoints.shape) == (2, model.head.num_keypoints, 2)

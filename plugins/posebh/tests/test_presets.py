@@ -17,6 +17,7 @@ from posecore.config import ExperimentConfig, structure, unstructure
 from posecore.engine._assembly_rules import split_dataset_spec
 from posecore.engine._builder import build_model
 from posecore.engine._optim import build_param_groups
+from posecore.testing import check_model_step
 
 PRESETS = get_host().registries.presets.names("posebh")
 README = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
@@ -63,14 +64,7 @@ def test_every_preset_model_trains_and_predicts_at_a_small_size(name: str) -> No
     config = _small(posecore.get_preset(name))
     torch.manual_seed(0)
     model = build_model(config, get_host().registries)
-    batch = model.example_batch(2)
-    model.train()
-    losses = model.loss(batch)
-    assert all(torch.isfinite(v) for v in losses.values())
-    sum(losses.values()).backward()
-    assert any(p.grad is not None for p in model.parameters())
-    model.eval()
-    result = model.predict(batch)
+    result = check_model_step(model, model.example_batch(2), name)
     heads = getattr(model, "heads", None) or [model.head]
     dataset = model.dataset_id(model.dataset) if getattr(model, "dataset", None) else 0
     assert tuple(result.keypoints.shape) == (2, heads[dataset].num_keypoints, 2)
