@@ -20,8 +20,8 @@ The issue's goal: HEViTPose-T at least 2x ViTPose-S's images/s on the CPU at bat
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -33,22 +33,15 @@ from posecore._malloc import allocator_report
 from posecore._plugins import get_host
 from posecore.engine._builder import build_model
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from default_runs import cpu_description  # noqa: E402  (benchmarks/ is not a package)
+
 PRESETS = {
     "HEViTPose-T": "hevitpose-t-mpii-256x256",
     "HEViTPose-S": "hevitpose-s-mpii-256x256",
     "HEViTPose-B": "hevitpose-b-mpii-256x256",
     "ViTPose-S": "vitpose-s-coco-256x192",
 }
-
-
-def cpu_model() -> str:
-    """The CPU's model name (from /proc/cpuinfo where there is one)."""
-    info = Path("/proc/cpuinfo")
-    if info.exists():
-        for line in info.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def main() -> int:
@@ -65,13 +58,13 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{cpu_model()}, {torch.get_num_threads()} threads"
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{cpu_description()}, {torch.get_num_threads()} threads"
     print(f"device: {where}; torch {torch.__version__}; CPU allocator: {allocator_report()}")
     registries = get_host().registries
     models, inputs = {}, {}
     for label, preset in PRESETS.items():
         torch.manual_seed(0)
-        model = build_model(posecore.get_preset(preset), registries).to(device).eval()
+        model = build_model(posecore.get_preset(preset), registries).to(device)
         models[label] = prepare_for_inference(model)
         inputs[label] = model.input_size  # (width, height)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)

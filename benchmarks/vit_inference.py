@@ -124,7 +124,7 @@ def main() -> int:
     torch.manual_seed(0)
 
     theirs = transformers_vitpose_b().eval()
-    ours = posecore_vitpose_b(theirs.state_dict()).eval()
+    ours = posecore_vitpose_b(theirs.state_dict())
     processor = VitPoseImageProcessor()
     print(f"CPU: {cpu_description()}; torch {torch.__version__}, {args.threads} threads; transformers attention: "
           f"{theirs.backbone.config._attn_implementation} (backbone)\nCPU allocator (both): {allocator_report()}")

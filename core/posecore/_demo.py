@@ -16,7 +16,7 @@ __all__ = ["coco_ap_on_synthetic", "synthetic_people_data", "vit_tiny_synthetic"
 TRAIN_IMAGES, VAL_IMAGES = 1500, 150
 
 
-def synthetic_people_data(input_size: tuple[int, int], *, batch_size: int = 32, num_workers: int = 1,
+def synthetic_people_data(input_size: tuple[int, int], *, batch_size: int = 32, num_workers: int = 0,
                           train_images: int = TRAIN_IMAGES, val_images: int = VAL_IMAGES) -> DataConfig:
     """Train and held-out val splits of the synthetic people (generated on first use)."""
     return DataConfig(
@@ -54,7 +54,7 @@ def vit_tiny_synthetic() -> ExperimentConfig:
             "input_size": list(input_size),
         },
         codec={"type": "msra_heatmap", "input_size": list(input_size), "heatmap_size": [24, 32], "sigma": 1.5},
-        data=synthetic_people_data(input_size, num_workers=0),
+        data=synthetic_people_data(input_size),
         train=TrainConfig(
             epochs=9,
             optimizer=OptimizerConfig(type="adamw", lr=2e-3, weight_decay=1e-4),

@@ -40,8 +40,8 @@ def _user_chose() -> str | None:
     """Why the allocator is left alone (a reason), or None."""
     if os.environ.get("POSECORE_CPU_ALLOCATOR", "").lower() == "default":
         return "POSECORE_CPU_ALLOCATOR=default"
-    chosen = [name for name in _USER_MALLOC_VARIABLES if name in os.environ]
-    if chosen or "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", ""):
+    if (any(name in os.environ for name in _USER_MALLOC_VARIABLES)
+            or "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", "")):
         return "glibc malloc settings in the environment"
     preload = os.environ.get("LD_PRELOAD", "")
     if any(name in preload for name in _OTHER_ALLOCATORS):
