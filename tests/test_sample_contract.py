@@ -72,6 +72,8 @@ def _pipelines() -> dict[str, Any]:
                                             codec=coordinates, input_size=INPUT),
         "test": build_pipeline(standard_topdown_pipeline(False), registries=registries, codec=heatmap,
                                input_size=INPUT),
+        "train/heatmap/jpeg-on-device": build_pipeline(standard_topdown_pipeline(True), registries=registries,
+                                                       codec=heatmap, input_size=INPUT, jpeg_decode="device"),
     }
 
 

@@ -15,11 +15,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from posecore import DataError
 from posecore._plugins import get_host
-from posecore.data import PipelineDataset, build_pipeline, decode_image, standard_topdown_pipeline
+from posecore.data import PipelineDataset, build_pipeline, collate_samples, decode_image, standard_topdown_pipeline
 from posecore.data._coco import CocoKeypointDataset
+from posecore.engine._evaluation import move_to_device
 
 Image = pytest.importorskip("PIL.Image")
 
@@ -102,13 +104,23 @@ def write_dataset(root: Path, files: dict[str, bytes], sizes: dict[str, tuple[in
     return ann_file
 
 
-def evaluation_samples(ann_file: Path) -> PipelineDataset:
+def evaluation_samples(ann_file: Path, jpeg_decode: str = "loader") -> PipelineDataset:
     """The ``coco`` reader and the standard test pipeline, as evaluation reads the images."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # keypoints outside the small images are noted, not our subject
         dataset = CocoKeypointDataset(str(ann_file), "coco")
-    pipeline = build_pipeline(standard_topdown_pipeline(False), get_host().registries, input_size=INPUT)
+    pipeline = build_pipeline(standard_topdown_pipeline(False), get_host().registries, input_size=INPUT,
+                              jpeg_decode=jpeg_decode)
     return PipelineDataset(dataset, pipeline)
+
+
+def evaluation_images(ann_file: Path, jpeg_decode: str) -> torch.Tensor:
+    """Every crop of ``ann_file``'s dataset as the engine gets it on the CPU: collated, and the
+    JPEGs ``jpeg_decode="device"`` deferred decoded when the batch moves to the device."""
+    samples = evaluation_samples(ann_file, jpeg_decode)
+    batch = move_to_device(collate_samples([samples[i] for i in range(len(samples))]), torch.device("cpu"))
+    assert "jpeg" not in batch and "jpeg_warp" not in batch
+    return batch["image"]
 
 
 def _damaged_case(kind: str) -> tuple[str, bytes]:
@@ -189,3 +201,59 @@ def test_a_turned_jpeg_loads_upright_and_the_size_check_uses_the_upright_size(tm
     with pytest.raises(DataError, match=r"is 120x160 pixels but its annotation gives width 160 and height 120.*"
                                         r"turned by 90 degrees.*EXIF orientation tag"):
         samples[1]
+
+
+# -- data.jpeg_decode: device (the loader reads the file; the engine decodes it where the model runs) --
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_a_jpeg_decoded_on_the_device_is_turned_and_cropped_as_the_loader_does(tmp_path: Path, orientation: int) -> None:
+    """The EXIF orientation becomes part of the crop's matrix instead of a turn of the pixels:
+    the same crop, to the rounding of OpenCV's 1/32-pixel sampling positions."""
+    turned = orientation >= 5
+    ann_file = write_dataset(tmp_path, {"turned.jpg": with_orientation(photo(120, 160), orientation)},
+                             {"turned.jpg": (120, 160) if turned else (160, 120)})
+    loader, device = evaluation_images(ann_file, "loader"), evaluation_images(ann_file, "device")
+    assert device.dtype == torch.uint8 and device.shape == loader.shape == (1, 3, INPUT[1], INPUT[0])
+    assert device.float().std() > 20  # a picture, not the zeros the loader leaves in its place
+    assert (device.int() - loader.int()).abs().max() <= 1
+
+
+def test_device_decoding_leaves_other_formats_to_the_loader(tmp_path: Path) -> None:
+    """A PNG in a batch of JPEGs is decoded by the loader (its ``jpeg`` is empty) and kept as it is."""
+    files = {"a.jpg": jpeg(photo(seed=1)), "b.png": png(photo(seed=2)), "c.jpg": jpeg(photo(seed=3))}
+    ann_file = write_dataset(tmp_path, files, dict.fromkeys(files, (160, 120)))
+    samples = evaluation_samples(ann_file, "device")
+    assert [len(samples[i]["jpeg"]) > 0 for i in range(3)] == [True, False, True]
+    loader, device = evaluation_images(ann_file, "loader"), evaluation_images(ann_file, "device")
+    assert torch.equal(device[1], loader[1])
+    assert (device.int() - loader.int()).abs().max() <= 1
+
+
+def test_a_jpeg_of_another_size_fails_in_the_loader_when_decoding_is_deferred(tmp_path: Path) -> None:
+    """The size check reads the JPEG's frame header, so the error comes from the loader, as before."""
+    ann_file = write_dataset(tmp_path, {"small.jpg": jpeg(photo(100, 150))}, {"small.jpg": (160, 120)})
+    with pytest.raises(DataError, match=r"small\.jpg \(image id 101\) is 150x100 pixels but its annotation gives "
+                                        r"width 160 and height 120"):
+        evaluation_samples(ann_file, "device")[0]
+
+
+def test_a_truncated_jpeg_decoded_on_the_device_is_a_data_error_naming_file_and_image_id(tmp_path: Path) -> None:
+    """(Damaged entropy-coded data that libjpeg only warns about is not caught on the device: the
+    option's documentation says so, and tells to check a new dataset with the loader first.)"""
+    name, damaged = _damaged_case("truncated-jpeg")
+    files = {"good.jpg": jpeg(photo(seed=1)), name: damaged}
+    ann_file = write_dataset(tmp_path, files, dict.fromkeys(files, (160, 120)))
+    with pytest.raises(DataError) as caught:
+        evaluation_images(ann_file, "device")
+    message = str(caught.value)
+    assert f"{tmp_path / name} (image id 102) is a JPEG that cannot be decoded on cpu" in message
+    assert "data.jpeg_decode=loader" in message
+
+
+def test_a_jpeg_whose_header_is_damaged_fails_in_the_loader_when_decoding_is_deferred(tmp_path: Path) -> None:
+    """No frame header to read the size from: the loader's own decoder reads it, and refuses it."""
+    damaged = b"\xff\xd8" + bytes(np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8))
+    ann_file = write_dataset(tmp_path, {"noise.jpg": damaged}, {"noise.jpg": (160, 120)})
+    with pytest.raises(DataError, match=r"noise\.jpg \(image id 101\)"):
+        evaluation_samples(ann_file, "device")[0]

@@ -30,10 +30,13 @@ MixedPrecision = Literal["no", "fp16", "bf16", "auto"]
 OptimizerType = Literal["adamw", "adam", "sgd"]
 DecayExemptions = Literal["1d_and_listed", "none"]
 ScheduleType = Literal["step", "cosine", "constant"]
+JpegDecode = Literal["loader", "device"]
 
 _MIXED_PRECISION = ("no", "fp16", "bf16", "auto")
 _OPTIMIZERS = ("adamw", "adam", "sgd")
 _SCHEDULES = ("step", "cosine", "constant")
+#: Where JPEG files are decoded: in the data loader (its workers), or on the model's device.
+JPEG_DECODE_PLACES = ("loader", "device")
 
 
 def _specs(value: Any) -> tuple[ComponentSpec, ...]:
@@ -68,6 +71,10 @@ class DataConfig:
         train_pipeline, test_pipeline: ``transforms`` specs; empty means the standard top-down
             pipeline (:func:`posecore.data.standard_topdown_pipeline`). The codec, input size and
             UDP switch are given to the transforms that take them, not repeated in every spec.
+        jpeg_decode: ``loader`` decodes images in the data loader; ``device`` has the loader
+            read JPEG files only and decodes and crops them on the model's device, batched
+            (nvJPEG on a GPU, where decoding in the workers bounds training; see
+            :mod:`posecore.data._device_decode`). Other formats are decoded in the loader either way.
     """
 
     train: tuple[ComponentSpec, ...] = attrs.field(default=(), converter=_specs)
@@ -80,6 +87,7 @@ class DataConfig:
     input_size: tuple[int, int] = attrs.field(default=(192, 256))
     train_pipeline: tuple[ComponentSpec, ...] = attrs.field(default=(), converter=_specs)
     test_pipeline: tuple[ComponentSpec, ...] = attrs.field(default=(), converter=_specs)
+    jpeg_decode: JpegDecode = attrs.field(default="loader", validator=one_of(JPEG_DECODE_PLACES))
 
     @sampling_ratios.validator
     def _check_ratios(self, attribute: attrs.Attribute, value: tuple[float, ...] | None) -> None:

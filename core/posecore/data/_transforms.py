@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from posecore.config._experiment import JPEG_DECODE_PLACES
 from posecore.data._geometry import (
     apply_affine,
     compose_affine,
@@ -30,7 +31,7 @@ from posecore.data._geometry import (
     standard_warp_matrix,
     udp_warp_matrix,
 )
-from posecore.data._images import read_image
+from posecore.data._images import EncodedJpeg, read_encoded_jpeg, read_image
 
 __all__ = [
     "CenterShift",
@@ -218,14 +219,23 @@ class TopdownAffine:
     The box is first grown to the input's aspect ratio. ``use_udp`` selects the UDP warp
     (PoseBH/ViTPose on COCO and MPII) instead of the standard one. Keypoints are mapped with the
     same matrix; the image becomes (H, W, 3) uint8.
+
+    ``jpeg_decode="device"`` leaves a JPEG file undecoded: the sample gets a zero image, the
+    file's bytes as ``jpeg`` and the stored pixels' matrix as ``jpeg_warp``, and the engine
+    decodes and warps it on the model's device (:mod:`posecore.data._device_decode`). Images
+    read otherwise get ``jpeg=b""``, so every sample of a batch has the same keys.
     """
 
-    def __init__(self, input_size: tuple[int, int] = (192, 256), use_udp: bool = False) -> None:
+    def __init__(self, input_size: tuple[int, int] = (192, 256), use_udp: bool = False,
+                 jpeg_decode: str = "loader") -> None:
         import cv2
 
+        if jpeg_decode not in JPEG_DECODE_PLACES:
+            raise ValueError(f"topdown_affine: jpeg_decode must be one of {JPEG_DECODE_PLACES}; got {jpeg_decode!r}")
         self._cv2 = cv2
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.use_udp = use_udp
+        self.on_device = jpeg_decode == "device"
 
     def __call__(self, sample: SampleDict, rng: np.random.Generator) -> SampleDict:
         width, height = self.input_size
@@ -237,9 +247,15 @@ class TopdownAffine:
             warp = compose_affine(box_warp, horizontal_flip_matrix(sample["flip_axis"]))
         image = sample.get("image")
         if image is None:
-            image = read_image(sample["image_path"], image_id=sample.get("image_id"),
-                               expected_size=sample.get("image_size"))
-        sample["image"] = self._cv2.warpAffine(image, warp, (width, height), flags=self._cv2.INTER_LINEAR)
+            read = read_encoded_jpeg if self.on_device else read_image
+            image = read(sample["image_path"], image_id=sample.get("image_id"), expected_size=sample.get("image_size"))
+        if isinstance(image, EncodedJpeg):
+            sample["image"] = np.zeros((height, width, 3), np.uint8)
+            sample["jpeg"], sample["jpeg_warp"] = image.data, compose_affine(warp, image.to_upright)
+        else:
+            sample["image"] = self._cv2.warpAffine(image, warp, (width, height), flags=self._cv2.INTER_LINEAR)
+            if self.on_device:
+                sample["jpeg"], sample["jpeg_warp"] = b"", np.zeros((2, 3))
         sample["image_keypoints"] = sample["keypoints"]
         sample["keypoints"] = apply_affine(sample["keypoints"], box_warp)
         sample["scale"] = scale

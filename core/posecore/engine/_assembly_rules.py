@@ -35,12 +35,13 @@ __all__ = [
 
 #: The context the engine builds each kind of component with (see ``ComponentRegistry.build``):
 #: a model gets the experiment's codec, so it decodes exactly as the pipeline encoded; a transform
-#: the codec, the input size and whether the warp is UDP's, so no transform spec repeats them; a
+#: the codec, the input size, whether the warp is UDP's and where JPEGs are decoded
+#: (``data.jpeg_decode``), so no transform spec repeats them; a
 #: dataset its position in its split; a metric the annotation file of the dataset it scores, so a
 #: preset need not repeat the val file's path. A spec that sets the argument itself wins.
 ENGINE_CONTEXT: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "models": ("codec",),
-    "transforms": ("codec", "input_size", "use_udp"),
+    "transforms": ("codec", "input_size", "use_udp", "jpeg_decode"),
     "datasets": ("dataset_index",),
     "metrics": ("ann_file",),
 })

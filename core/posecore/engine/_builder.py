@@ -66,7 +66,8 @@ def experiment_pipeline(config: ExperimentConfig, registries: Registries, codec:
                 "[48, 64], sigma: 2.0}"
             )
         specs = standard_topdown_pipeline(train=train)
-    context = engine_context("transforms", codec=codec, input_size=tuple(config.data.input_size), use_udp=_use_udp(codec))
+    context = engine_context("transforms", codec=codec, input_size=tuple(config.data.input_size), use_udp=_use_udp(codec),
+                             jpeg_decode=config.data.jpeg_decode)
     return build_pipeline(specs, registries, **context)
 
 

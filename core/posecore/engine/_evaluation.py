@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from posecore._inference import Precision, inference_autocast
 from posecore.config import ExperimentConfig
+from posecore.data._device_decode import decode_deferred_jpegs
 from posecore.data._sample import collate_samples
 from posecore.engine._sampling import EpochSampler
 from posecore.metrics._base import InstanceResult
@@ -42,9 +43,11 @@ class IndexedDataset(Dataset):
 
 
 def move_to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    """Tensors of a collated batch onto ``device`` (lists, metainfo and strings stay)."""
-    return {key: value.to(device, non_blocking=True) if isinstance(value, torch.Tensor) else value
-            for key, value in batch.items()}
+    """Tensors of a collated batch onto ``device`` (lists, metainfo and strings stay), and the
+    JPEGs the loader left encoded (``data.jpeg_decode: device``) decoded into their crops there."""
+    moved = {key: value.to(device, non_blocking=True) if isinstance(value, torch.Tensor) else value
+             for key, value in batch.items()}
+    return decode_deferred_jpegs(moved, torch.device(device))
 
 
 def crop_to_image(keypoints: torch.Tensor, warp: torch.Tensor) -> torch.Tensor:
