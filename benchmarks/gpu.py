@@ -15,7 +15,9 @@ What is measured:
   counts three forward passes (forward, and backward for activations and for weights);
 * peak memory: ``torch.cuda.max_memory_allocated`` during each measurement;
 * the data pipeline: samples/s of one data-loader worker over the COCO sample (the train pipeline,
-  UDP targets), and the workers it takes to feed the measured training rate;
+  UDP targets), and the workers it takes to feed the measured training rate, with JPEGs decoded
+  in the workers (``data.jpeg_decode: loader``) and left to the device (``device``); for the
+  latter, the device's own rate at decoding and cropping a training batch of those files;
 * the embedded default: ``posecore run`` (``vit-tiny-synthetic``) as a whole command, wall time.
 
 Goals on an H100/H200-class GPU (issue "Past one machine"): inference at least 40% of the bf16 peak,
@@ -41,6 +43,7 @@ from posecore._inference import prepare_for_inference
 from posecore.analysis import measure_complexity
 
 HERE = Path(__file__).resolve().parent
+COCO_SAMPLE = HERE.parents[1] / "shared" / "data" / "coco"
 #: Dense bf16 peaks (TFLOP/s, no sparsity) of the data-centre GPUs this benchmark is meant for.
 BF16_PEAK_TFLOPS = {"H200": 989.4, "H100": 989.4, "A100": 312.0, "L40S": 362.1, "L4": 121.0}
 
@@ -125,7 +128,7 @@ def training_row(preset: str, batch_size: int, device: torch.device, seconds: fl
             "peak_GiB": peak_memory_gib(device)}
 
 
-def pipeline_rate(seconds: float) -> float:
+def pipeline_rate(seconds: float, jpeg_decode: str) -> float:
     """Samples/s of one data-loader worker (the train pipeline, UDP targets, the COCO sample)."""
     sys.path.insert(0, str(HERE))
     import cv2
@@ -135,9 +138,32 @@ def pipeline_rate(seconds: float) -> float:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return posecore_throughput(HERE.parents[1] / "shared" / "data" / "coco", "udp", seconds)
+        return posecore_throughput(COCO_SAMPLE, "udp", seconds, jpeg_decode=jpeg_decode)
     finally:
         torch.set_num_threads(threads)
+
+
+def device_decode_rate(batch_size: int, device: torch.device, seconds: float) -> float:
+    """Images/s at which ``device`` decodes and crops a training batch of the COCO sample's JPEGs
+    (``data.jpeg_decode: device``: what the engine does when the batch arrives)."""
+    import warnings
+
+    from posecore._plugins import get_host
+    from posecore.data import PipelineDataset, build_pipeline, collate_samples, standard_topdown_pipeline
+    from posecore.data._coco import coco
+    from posecore.engine._evaluation import move_to_device
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the sample has 2 unlabelled people; the reader says so
+        dataset = coco(str(COCO_SAMPLE / "test_coco.json"))
+    registries = get_host().registries
+    codec = registries.codecs.build({"type": "udp_heatmap", "input_size": (192, 256), "heatmap_size": (48, 64),
+                                     "sigma": 2.0})
+    pipeline = build_pipeline(standard_topdown_pipeline(train=True), registries, codec=codec, input_size=(192, 256),
+                              use_udp=True, jpeg_decode="device")
+    samples = PipelineDataset(dataset, pipeline)
+    batch = collate_samples([samples[index % len(samples)] for index in range(batch_size)])
+    return batch_size / timed(lambda: move_to_device(dict(batch), device), device, seconds)
 
 
 def default_run_seconds() -> float:
@@ -180,10 +206,15 @@ def main() -> int:
         memory = f"{row['peak_GiB']:9.2f}" if row["peak_GiB"] is not None else f"{'-':>9}"
         print(f"{row['what']:<40} {row['batch']:>5} {row['images/s']:>10.1f} {achieved / 1e12:>8.2f} {mfu} {memory}")
 
-    per_worker = pipeline_rate(seconds)
     training_rate = max(row["images/s"] for row in rows if row["what"].startswith("training"))
-    print(f"data pipeline: {per_worker:.0f} samples/s per worker; {math.ceil(training_rate / per_worker)} worker(s) "
-          f"feed the fastest training rate ({training_rate:.0f} images/s)")
+    for place in ("loader", "device"):
+        per_worker = pipeline_rate(seconds, place)
+        print(f"data pipeline, data.jpeg_decode={place}: {per_worker:.0f} samples/s per worker; "
+              f"{math.ceil(training_rate / per_worker)} worker(s) feed the fastest training rate "
+              f"({training_rate:.0f} images/s)")
+    decoded = device_decode_rate(training_batch, device, seconds)
+    print(f"JPEG decode and crop on the device ({name}), batch {training_batch}: {decoded:.0f} images/s, "
+          f"{training_rate / decoded:.0%} of the fastest training step's time")
     if not args.skip_default_run and not args.smoke:
         print(f"posecore run (embedded default): {default_run_seconds():.0f} s wall time")
     return 0

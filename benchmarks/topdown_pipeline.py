@@ -31,8 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 INPUT_SIZE, HEATMAP_SIZE = (192, 256), (48, 64)
 
 
-def posecore_throughput(data: Path, codec_type: str, seconds: float) -> float:
-    """Samples/s of posecore's train pipeline over the sample's instances, cycling epochs."""
+def posecore_throughput(data: Path, codec_type: str, seconds: float, jpeg_decode: str = "loader") -> float:
+    """Samples/s of posecore's train pipeline over the sample's instances, cycling epochs
+    (``jpeg_decode="device"``: the loader's share only, JPEGs read but not decoded)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the sample has 2 unlabelled people; the reader says so
         dataset = coco(str(data / "test_coco.json"))
@@ -40,8 +41,7 @@ def posecore_throughput(data: Path, codec_type: str, seconds: float) -> float:
         {"type": f"{codec_type}_heatmap", "input_size": INPUT_SIZE, "heatmap_size": HEATMAP_SIZE, "sigma": 2.0}
     )
     pipeline = build_pipeline(standard_topdown_pipeline(train=True), get_host().registries, codec=codec,
-                              input_size=INPUT_SIZE,
-                              use_udp=codec_type == "udp")
+                              input_size=INPUT_SIZE, use_udp=codec_type == "udp", jpeg_decode=jpeg_decode)
     samples = PipelineDataset(dataset, pipeline)
     for index in range(len(samples)):  # warm-up: file cache, lazy imports
         samples[index]

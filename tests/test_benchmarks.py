@@ -21,7 +21,10 @@ def test_the_gpu_benchmark_runs_in_smoke_mode() -> None:
     assert [row.split()[:2] for row in rows] == [["inference", "vit-tiny-synthetic"]] * 2 + [
         ["training", "vit-tiny-synthetic"], ["training", "posebh-tiny-synthetic"]]
     assert all(float(row.split()[3]) > 0 for row in rows), "images/s measured for every row"
-    assert re.search(r"data pipeline: \d+ samples/s per worker; \d+ worker\(s\) feed", result.stdout)
+    loader, device = (float(re.search(rf"data pipeline, data\.jpeg_decode={place}: (\d+) samples/s per worker; "
+                                      r"\d+ worker\(s\) feed", result.stdout).group(1)) for place in ("loader", "device"))
+    assert device > loader, "a worker that leaves the JPEGs undecoded prepares more samples"
+    assert re.search(r"JPEG decode and crop on the device \(CPU\), batch 4: \d+ images/s", result.stdout)
 
 
 def test_the_default_runs_benchmark_names_the_cpu_and_times_a_run() -> None:
