@@ -14,6 +14,11 @@ What is measured:
   of ``posecore flops`` (its count includes the attention matrix products); a training step
   counts three forward passes (forward, and backward for activations and for weights);
 * peak memory: ``torch.cuda.max_memory_allocated`` during each measurement;
+* GPU busy: the share of the wall time the GPU spends in kernels (torch.profiler): well below 100%,
+  the host's kernel launches bound the step, not the GPU;
+* ``--compile``: every row again with the model's forward through ``torch.compile`` (training
+  also with the fused AdamW),
+  which fuses the element-wise work and cuts the launches;
 * the data pipeline: samples/s of one data-loader worker over the COCO sample (the train pipeline,
   UDP targets), and the workers it takes to feed the measured training rate, with JPEGs decoded
   in the workers (``data.jpeg_decode: loader``) and left to the device (``device``); for the
@@ -93,27 +98,61 @@ def build(preset: str, device: torch.device) -> tuple[torch.nn.Module, float]:
     return model.to(device), float(macs)
 
 
-def inference_row(preset: str, batch_size: int, device: torch.device, seconds: float) -> dict[str, Any]:
+def kernel_share(step: Callable[[], Any], device: torch.device, steps: int = 5) -> float | None:
+    """The share of ``steps`` calls' wall time the GPU spends running kernels (torch.profiler):
+    near 1, the GPU is the bound; well below, the host's launching of kernels is (what
+    ``torch.compile`` or CUDA graphs remove). ``None`` off CUDA."""
+    if device.type != "cuda":
+        return None
+    from torch.profiler import ProfilerActivity, profile
+
+    synchronize(device)
+    with profile(activities=[ProfilerActivity.CUDA]) as profiler:
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        synchronize(device)
+        wall = time.perf_counter() - start
+    busy_us = sum(event.self_device_time_total for event in profiler.key_averages())
+    return busy_us / 1e6 / wall
+
+
+def measured(what: str, batch_size: int, flops_per_image: float, step: Callable[[], Any], device: torch.device,
+             seconds: float) -> dict[str, Any]:
+    reset_peak(device)
+    rate = batch_size / timed(step, device, seconds)
+    return {"what": what, "batch": batch_size, "images/s": rate, "flops_per_image": flops_per_image,
+            "peak_GiB": peak_memory_gib(device), "busy": kernel_share(step, device)}
+
+
+def inference_row(preset: str, batch_size: int, device: torch.device, seconds: float,
+                  compiled: bool = False) -> dict[str, Any]:
     model, macs = build(preset, device)
     model = prepare_for_inference(model)  # as posecore's predictors: the head's BatchNorms folded
     width, height = model.input_size
     images = torch.randint(0, 256, (batch_size, 3, height, width), dtype=torch.uint8, device=device)
 
+    if compiled:
+        model.compile()  # the network (the model's forward); the keypoint decode stays eager
+
     def step() -> Any:
         with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16):
             return model.predict({"image": images}, flip_test=False).keypoints
 
-    reset_peak(device)
-    rate = batch_size / timed(step, device, seconds)
-    return {"what": f"inference {preset}", "batch": batch_size, "images/s": rate, "flops_per_image": 2 * macs,
-            "peak_GiB": peak_memory_gib(device)}
+    return measured(f"inference {preset}{' compiled' if compiled else ''}", batch_size, 2 * macs, step, device,
+                    seconds)
 
 
-def training_row(preset: str, batch_size: int, device: torch.device, seconds: float) -> dict[str, Any]:
+def training_row(preset: str, batch_size: int, device: torch.device, seconds: float,
+                 compiled: bool = False) -> dict[str, Any]:
+    """One AdamW step; ``compiled``: the model's forward through ``torch.compile`` and, on CUDA, the
+    fused AdamW."""
     model, macs = build(preset, device)
     model.train()
     batch = model.example_batch(batch_size)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=compiled and device.type == "cuda")
+    if compiled:
+        model.compile()
 
     def step() -> None:
         with torch.autocast(device.type, dtype=torch.bfloat16):
@@ -122,10 +161,8 @@ def training_row(preset: str, batch_size: int, device: torch.device, seconds: fl
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    reset_peak(device)
-    rate = batch_size / timed(step, device, seconds)
-    return {"what": f"training {preset}", "batch": batch_size, "images/s": rate, "flops_per_image": 3 * 2 * macs,
-            "peak_GiB": peak_memory_gib(device)}
+    return measured(f"training {preset}{' compiled' if compiled else ''}", batch_size, 3 * 2 * macs, step, device,
+                    seconds)
 
 
 def pipeline_rate(seconds: float, jpeg_decode: str) -> float:
@@ -184,6 +221,8 @@ def main() -> int:
     parser.add_argument("--inference-batches", type=int, nargs="+", default=[1, 32, 256])
     parser.add_argument("--training-batch", type=int, default=64)
     parser.add_argument("--skip-default-run", action="store_true")
+    parser.add_argument("--compile", action="store_true",
+                        help="also each row through torch.compile (training: with the fused AdamW on CUDA)")
     args = parser.parse_args()
     device = torch.device(args.device)
     if args.smoke:
@@ -197,14 +236,19 @@ def main() -> int:
     peak = bf16_peak(device)
     print(f"device: {name}; torch {torch.__version__}; bf16 peak: {f'{peak / 1e12:.0f} TFLOP/s' if peak else 'unknown'}")
 
-    rows = [inference_row(p, b, device, seconds) for p in inference_presets for b in batches]
-    rows += [training_row(p, training_batch, device, seconds) for p in training_presets]
-    print(f"{'what':<40} {'batch':>5} {'images/s':>10} {'TFLOP/s':>8} {'MFU':>6} {'peak GiB':>9}")
+    variants = (False, True) if args.compile else (False,)
+    rows = [inference_row(p, b, device, seconds, compiled) for p in inference_presets for b in batches
+            for compiled in variants]
+    rows += [training_row(p, training_batch, device, seconds, compiled) for p in training_presets
+             for compiled in variants]
+    print(f"{'what':<49} {'batch':>5} {'images/s':>10} {'TFLOP/s':>8} {'MFU':>6} {'peak GiB':>9} {'GPU busy':>9}")
     for row in rows:
         achieved = row["images/s"] * row["flops_per_image"]
         mfu = f"{achieved / peak:6.1%}" if peak else f"{'-':>6}"
         memory = f"{row['peak_GiB']:9.2f}" if row["peak_GiB"] is not None else f"{'-':>9}"
-        print(f"{row['what']:<40} {row['batch']:>5} {row['images/s']:>10.1f} {achieved / 1e12:>8.2f} {mfu} {memory}")
+        busy = f"{row['busy']:9.0%}" if row["busy"] is not None else f"{'-':>9}"
+        print(f"{row['what']:<49} {row['batch']:>5} {row['images/s']:>10.1f} {achieved / 1e12:>8.2f} {mfu} {memory} "
+              f"{busy}")
 
     training_rate = max(row["images/s"] for row in rows if row["what"].startswith("training"))
     for place in ("loader", "device"):

@@ -12,15 +12,19 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_gpu_benchmark_runs_in_smoke_mode() -> None:
-    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--smoke", "--device", "cpu"],
-                            capture_output=True, text=True, timeout=600)
+    """With ``--compile``: every row eager and through torch.compile (inductor's C++ backend here)."""
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--smoke", "--device", "cpu",
+                             "--compile"], capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("device: CPU")
-    rows = [line for line in lines if re.match(r"(inference|training) ", line)]
-    assert [row.split()[:2] for row in rows] == [["inference", "vit-tiny-synthetic"]] * 2 + [
-        ["training", "vit-tiny-synthetic"], ["training", "posebh-tiny-synthetic"]]
-    assert all(float(row.split()[3]) > 0 for row in rows), "images/s measured for every row"
+    rows = [line.split() for line in lines if re.match(r"(inference|training) ", line)]
+    names = [row[:3] if row[2] == "compiled" else row[:2] for row in rows]
+    inference, training = ["inference", "vit-tiny-synthetic"], ["training", "vit-tiny-synthetic"]
+    assert names == [inference, [*inference, "compiled"]] * 2 + [training, [*training, "compiled"],
+                                                                  ["training", "posebh-tiny-synthetic"],
+                                                                  ["training", "posebh-tiny-synthetic", "compiled"]]
+    assert all(float(row[len(name) + 1]) > 0 for row, name in zip(rows, names, strict=True)), "images/s of every row"
     loader, device = (float(re.search(rf"data pipeline, data\.jpeg_decode={place}: (\d+) samples/s per worker; "
                                       r"\d+ worker\(s\) feed", result.stdout).group(1)) for place in ("loader", "device"))
     assert device > loader, "a worker that leaves the JPEGs undecoded prepares more samples"

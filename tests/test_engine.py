@@ -21,12 +21,13 @@ from posecore.config import (
     apply_overrides,
     load_config,
 )
+from posecore.engine._builder import build_model
 from posecore.engine._ema import ModelEMA
 from posecore.engine._evaluation import evaluate, predict_dataset
 from posecore.engine._optim import apply_stage, build_param_groups, lr_factor, stage_at
 from posecore.engine._sampling import EpochSampler
 from posecore.engine._state import load_train_state
-from posecore.engine._trainer import Callback, Trainer, TrainingDiverged
+from posecore.engine._trainer import Callback, Trainer, TrainingDiverged, _check_shardable
 
 # ------------------------------------------------------------------------------------ sampling
 
@@ -405,3 +406,27 @@ def test_the_vit_trains_through_the_engine_with_layer_decay(synthetic_cache, tin
     records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in records if r["kind"] == "train"]
     assert losses[-1] < losses[0] and 0.0 <= result.main_value <= 1.0
+
+
+def test_a_compiled_run_trains_as_the_eager_one_and_keeps_the_checkpoint_keys(tiny_config, tmp_path):
+    """``train.compile``: the model's forward through torch.compile (inductor's C++ backend on the
+    CPU). The same losses step by step to float rounding, and checkpoints an eager model loads."""
+    losses = {}
+    for compiled in (False, True):
+        output = tmp_path / f"compile-{compiled}"
+        _fit(tiny_config(epochs=1, compile=compiled), output)
+        records = [json.loads(line) for line in (output / "log.jsonl").read_text().splitlines()]
+        losses[compiled] = [r["loss"] for r in records if r["kind"] == "train"]
+    assert len(losses[True]) >= 3
+    np.testing.assert_allclose(losses[True], losses[False], rtol=1e-4)
+    saved = torch.load(tmp_path / "compile-True" / "checkpoints" / "best.pth", weights_only=True)["state_dict"]
+    eager = torch.load(tmp_path / "compile-False" / "checkpoints" / "best.pth", weights_only=True)["state_dict"]
+    assert saved.keys() == eager.keys()
+    model = build_model(tiny_config(), get_host().registries)
+    model.load_state_dict(saved)  # strict: an uncompiled model takes the compiled run's weights
+
+
+def test_compile_with_sharded_training_is_a_clear_error(tiny_config):
+    """(Checked before the processes start; the two-process FSDP runs are in test_multiprocess.py.)"""
+    with pytest.raises(ConfigError, match=r"train\.compile is not supported with sharded training"):
+        _check_shardable(tiny_config(compile=True), num_processes=2)

@@ -233,6 +233,8 @@ class Trainer:
         self.model.to(self.accelerator.device)
         if self.ema is not None:
             self.ema.module.to(self.accelerator.device)
+        if config.train.compile:
+            self.model.compile()  # in place: the state dict keeps its keys
         if self.sharded:
             import copy
 
@@ -696,6 +698,9 @@ def _check_shardable(config: ExperimentConfig, num_processes: int) -> None:
                           "or more")
     if config.train.ema_decay:
         raise ConfigError("train.ema_decay is not supported with sharded training (--fsdp): set train.ema_decay=null "
+                          "or train without --fsdp")
+    if config.train.compile:
+        raise ConfigError("train.compile is not supported with sharded training (--fsdp): set train.compile=false "
                           "or train without --fsdp")
 
 
