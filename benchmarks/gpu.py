@@ -7,7 +7,8 @@ embedded default run's wall time, and the data pipeline's rate, in one table.
 What is measured:
 
 * inference: ViTPose-B (``vitpose-b-coco-256x192``), uint8 crops in, keypoints out (the network
-  under bf16 autocast and the preset's decode, DARK-UDP), images/s at each batch size;
+  under bf16 autocast and the preset's decode, DARK-UDP), images/s at each batch size; and from
+  JPEG files (``data.jpeg_decode: device``: the device decodes and crops, then the same);
 * training: one optimiser step (forward, loss, backward, AdamW) of ViTPose-B and PoseBH-B
   (``posebh-b-coco-256x192``, experts and six heads) on the model's own example batch;
 * MFU: achieved FLOP/s over the device's dense bf16 peak, counting 2 FLOPs per multiply-accumulate
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import struct
 import subprocess
 import sys
 import tempfile
@@ -143,6 +145,44 @@ def inference_row(preset: str, batch_size: int, device: torch.device, seconds: f
                     seconds)
 
 
+def jpeg_inference_row(preset: str, batch_size: int, device: torch.device, seconds: float) -> dict[str, Any]:
+    """Inference from JPEG files: the batch's files decoded and cropped on the device
+    (``data.jpeg_decode: device``), then the network and the keypoint decode. The COCO sample's
+    12 people in 4 pictures are cycled, each file shared by 3 crops (COCO has 2-3 labelled people
+    per picture) and made distinct per group by a JPEG comment, so every group is decoded."""
+    import warnings
+
+    from posecore._plugins import get_host
+    from posecore.config import apply_overrides
+    from posecore.data import PipelineDataset, collate_samples
+    from posecore.data._coco import coco
+    from posecore.engine._builder import build_codec, experiment_pipeline
+    from posecore.engine._evaluation import move_to_device
+
+    model, macs = build(preset, device)
+    model = prepare_for_inference(model)
+    config = apply_overrides(posecore.get_preset(preset), ["data.jpeg_decode=device"])
+    registries = get_host().registries
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the sample has 2 unlabelled people; the reader says so
+        dataset = coco(str(COCO_SAMPLE / "test_coco.json"))
+    samples = PipelineDataset(dataset, experiment_pipeline(config, registries, build_codec(config, registries), False))
+    batch = collate_samples([samples[index % len(samples)] for index in range(batch_size)])
+    batch["jpeg"] = [_with_comment(data, index // 3) for index, data in enumerate(batch["jpeg"])]
+
+    def step() -> Any:
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16):
+            return model.predict(move_to_device(dict(batch), device), flip_test=False).keypoints
+
+    return measured(f"inference {preset} from JPEG files", batch_size, 2 * macs, step, device, seconds)
+
+
+def _with_comment(jpeg: bytes, number: int) -> bytes:
+    """The same picture with a COM segment after the start marker: other bytes, the same pixels."""
+    text = f"copy {number}".encode()
+    return jpeg[:2] + b"\xff\xfe" + struct.pack(">H", len(text) + 2) + text + jpeg[2:]
+
+
 def training_row(preset: str, batch_size: int, device: torch.device, seconds: float,
                  compiled: bool = False) -> dict[str, Any]:
     """One AdamW step; ``compiled``: the model's forward through ``torch.compile`` and, on CUDA, the
@@ -239,6 +279,7 @@ def main() -> int:
     variants = (False, True) if args.compile else (False,)
     rows = [inference_row(p, b, device, seconds, compiled) for p in inference_presets for b in batches
             for compiled in variants]
+    rows += [jpeg_inference_row(p, b, device, seconds) for p in inference_presets for b in batches if b > 1]
     rows += [training_row(p, training_batch, device, seconds, compiled) for p in training_presets
              for compiled in variants]
     print(f"{'what':<49} {'batch':>5} {'images/s':>10} {'TFLOP/s':>8} {'MFU':>6} {'peak GiB':>9} {'GPU busy':>9}")

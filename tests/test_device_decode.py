@@ -64,6 +64,19 @@ def test_warp_crops_is_opencvs_bilinear_warp_with_a_zero_border() -> None:
     assert all(crops[i].float().std() > 5 for i in range(8) if i != 5)  # pictures, not borders
 
 
+def test_crops_of_the_people_of_one_picture_are_cut_from_its_one_decoded_copy() -> None:
+    """``sources``: each crop names its picture (the device decodes a file once per batch)."""
+    pictures = [read_image(path) for path in _real_images()[:2]]
+    boxes = [(0, (100.0, 120.0), 0.0), (1, (300.0, 200.0), 30.0), (0, (200.0, 250.0), -20.0), (0, (50.0, 60.0), 0.0)]
+    matrices = [standard_warp_matrix(np.array(center), np.array([150.0, 200.0]), rotation, INPUT)
+                for _, center, rotation in boxes]
+    crops = warp_crops([torch.from_numpy(p).permute(2, 0, 1).contiguous() for p in pictures],
+                       torch.from_numpy(np.stack(matrices)), INPUT, sources=[source for source, _, _ in boxes])
+    for crop, (source, _, _), matrix in zip(crops, boxes, matrices, strict=True):
+        expected = torch.from_numpy(cv2.warpAffine(pictures[source], matrix, INPUT, flags=cv2.INTER_LINEAR))
+        assert (crop.permute(1, 2, 0).int() - expected.int()).abs().max() <= 1
+
+
 def _readers() -> dict[str, Any]:
     """Real readers whose images are JPEG files on disk: people, an animal set, a single-hand set."""
     specs = {

@@ -6,8 +6,8 @@ read the file, check its header and compute the crop's matrix
 (:class:`~posecore.data._transforms.TopdownAffine` leaves ``jpeg`` and ``jpeg_warp`` in the
 sample and a zero image in its place); here, after the batch moves to the device, every such
 image of the batch (and of its few-shot support samples) is decoded in one call of torchvision's
-``decode_jpeg`` (nvJPEG on CUDA, libjpeg-turbo on the CPU) and warped into its crop by one
-batched bilinear resampling.
+``decode_jpeg`` (nvJPEG on CUDA, libjpeg-turbo on the CPU), each file once however many crops
+come from it, and warped into its crop by one batched bilinear resampling.
 
 The crop is OpenCV's ``warpAffine`` (bilinear, zero border) computed in float and rounded:
 pixels differ from the CPU path's by at most one level (OpenCV rounds sampling positions to
@@ -32,15 +32,20 @@ __all__ = ["decode_deferred_jpegs", "warp_crops"]
 def decode_deferred_jpegs(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     """Decode the JPEGs whose crops ``batch`` defers and write the crops into its images (and
     into its support samples' images), on ``device``; drop the deferral keys. A batch without
-    them is returned as it is."""
+    them is returned as it is. A file several crops come from (the people of one picture) is
+    decoded once."""
     deferred = [item for item in _deferred(batch) if len(item[2])]
     if not deferred:
         return batch
-    encoded = [torch.frombuffer(bytearray(data), dtype=torch.uint8) for _, _, data, _ in deferred]
-    images = _decode(encoded, device, [_name(holder, row) for holder, row, _, _ in deferred])
+    files: dict[bytes, int] = {}
+    sources = [files.setdefault(data, len(files)) for _, _, data, _ in deferred]
+    names = {source: _name(holder, row) for (holder, row, _, _), source in zip(deferred, sources, strict=True)}
+    encoded = [torch.frombuffer(bytearray(data), dtype=torch.uint8) for data in files]
+    images = _decode(encoded, device, [names[source] for source in range(len(files))])
     holder, row = deferred[0][:2]
     height, width = (holder["image"] if row is None else holder["image"][row]).shape[-2:]
-    crops = warp_crops(images, torch.stack([torch.as_tensor(warp) for *_, warp in deferred]), (width, height))
+    crops = warp_crops(images, torch.stack([torch.as_tensor(warp) for *_, warp in deferred]), (width, height),
+                       sources=sources)
     rows = [row for holder, row, _, _ in deferred if row is not None]
     if rows:  # the batch's own rows come first
         batch["image"][torch.tensor(rows, device=batch["image"].device)] = crops[: len(rows)].to(batch["image"].device)
@@ -49,29 +54,34 @@ def decode_deferred_jpegs(batch: dict[str, Any], device: torch.device) -> dict[s
     return batch
 
 
-def warp_crops(images: Sequence[torch.Tensor], warps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Warp each (3, H_i, W_i) uint8 image by its 2x3 image-to-crop matrix into a (3, h, w) crop,
-    ``size = (w, h)``, as ``cv2.warpAffine`` with bilinear sampling and a zero border does; the
-    images may differ in size. Returns (N, 3, h, w) uint8 on the images' device.
+def warp_crops(images: Sequence[torch.Tensor], warps: torch.Tensor, size: tuple[int, int],
+               sources: Sequence[int] | None = None) -> torch.Tensor:
+    """Warp images by 2x3 image-to-crop matrices into (3, h, w) crops, ``size = (w, h)``, as
+    ``cv2.warpAffine`` with bilinear sampling and a zero border does. Crop ``i`` is cut from the
+    (3, H, W) uint8 image ``sources[i]`` (default: image ``i``); the images may differ in size.
+    Returns (N, 3, h, w) uint8 on the images' device.
 
     All crops are sampled in one gather over the images laid end to end, so a batch costs a
     handful of kernels whatever its size, instead of a resampling call per image.
     """
     device = images[0].device
     width, height = size
+    source = torch.as_tensor(range(len(images)) if sources is None else sources, device=device)
     inverse = _invert_affine(torch.as_tensor(warps).to(device=device, dtype=torch.float64)).float()  # crop -> image
     ys, xs = torch.meshgrid(torch.arange(height, device=device, dtype=torch.float32),
                             torch.arange(width, device=device, dtype=torch.float32), indexing="ij")
     source_x = inverse[:, 0, 0, None, None] * xs + inverse[:, 0, 1, None, None] * ys + inverse[:, 0, 2, None, None]
     source_y = inverse[:, 1, 0, None, None] * xs + inverse[:, 1, 1, None, None] * ys + inverse[:, 1, 2, None, None]
-    heights = torch.tensor([image.shape[-2] for image in images], device=device)[:, None, None]
-    widths = torch.tensor([image.shape[-1] for image in images], device=device)[:, None, None]
-    starts = torch.cumsum(heights * widths, 0) - heights * widths  # where each image begins in ``pixels``
+    image_heights = torch.tensor([image.shape[-2] for image in images], device=device)
+    image_widths = torch.tensor([image.shape[-1] for image in images], device=device)
+    image_starts = torch.cumsum(image_heights * image_widths, 0) - image_heights * image_widths
+    heights, widths = image_heights[source][:, None, None], image_widths[source][:, None, None]
+    starts = image_starts[source][:, None, None]  # where each crop's image begins in ``pixels``
     pixels = torch.cat([image.reshape(3, -1) for image in images], 1)
     left, top = source_x.floor(), source_y.floor()
     right_weight, bottom_weight = source_x - left, source_y - top
     left, top = left.long(), top.long()
-    crops = torch.zeros(3, len(images), height, width, device=device)
+    crops = torch.zeros(3, len(source), height, width, device=device)
     for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):
         x, y = left + dx, top + dy
         inside = (x >= 0) & (x < widths) & (y >= 0) & (y < heights)
