@@ -17,7 +17,15 @@ import posecore
 from posecore._plugins import load_plugins
 from posecore.codecs import MSRAHeatmap
 from posecore.models import TopdownHeatmapModel
-from posecore.testing import ContractCase, check_codec, check_metric, check_model, contract_cases
+from posecore.testing import (
+    ContractCase,
+    check_codec,
+    check_metric,
+    check_model,
+    contract_cases,
+    loss_history,
+    model_and_batch,
+)
 
 HOST = load_plugins(autoload=True, strict=True)
 CASES = contract_cases(host=HOST)
@@ -158,3 +166,18 @@ def test_metrics_that_count_repeats_or_depend_on_order_fail(tmp_path: Path) -> N
     host = _host_with("metrics", posecore.Component("first_arrival", _FirstArrivalMetric))
     with pytest.raises(AssertionError, match="the same results in another order give another table"):
         check_metric(host.registries, "first_arrival", tmp_path)
+
+
+def test_model_and_batch_and_loss_history_train_for_real_and_stop_on_a_non_finite_loss(tiny_config) -> None:
+    """The training helpers plugins' tests share: the batch is the trainer's (pipeline, codec,
+    collate), the history every step's terms; a NaN stops with its step."""
+    model, batch = model_and_batch(tiny_config(), 8)
+    assert batch["image"].shape == (8, 3, 64, 48) and batch["heatmaps"].shape == (8, 17, 16, 12)
+    assert model.training
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    history = loss_history(model, [batch, {**batch, "image": batch["image"].flip(-1)}], optimizer, 30)
+    assert len(history) == 30 and set(history[0]) == {"loss_heatmap"}
+    assert history[-1]["loss_heatmap"] < history[0]["loss_heatmap"]
+    broken = {**batch, "heatmaps": torch.full_like(batch["heatmaps"], float("nan"))}
+    with pytest.raises(AssertionError, match=r"step 0: non-finite loss \{'loss_heatmap': nan\}"):
+        loss_history(model, broken, optimizer, 5)

@@ -16,7 +16,9 @@ parameter and predict, codecs give keypoints back through encode and decode with
 of their kind, metrics give the same table whatever the order of the results and with the repeats
 of multi-process padding, presets validate against the registries and round-trip through YAML
 unchanged. :func:`check_model_step` runs the models' check on a model and batch of your own (a
-shrunk copy of each preset, say).
+shrunk copy of each preset, say). :func:`model_and_batch` builds a config's model and a batch of
+its training samples as the trainer would, and :func:`loss_history` trains it for a few hundred
+steps and returns every step's losses, for the test to judge.
 
 A tab of ``posecore app`` is tested in a real browser (Debian's chromium, driven by Selenium):
 :func:`served_app` runs the app, :func:`chromium_driver` opens the browser (or raises
@@ -46,6 +48,7 @@ from posecore.testing._contracts import (
     check_preset,
     contract_cases,
 )
+from posecore.testing._training import loss_history, model_and_batch
 
 __all__ = [
     "BrowserUnavailable",
@@ -62,6 +65,8 @@ __all__ = [
     "chromium_driver",
     "click_image",
     "contract_cases",
+    "loss_history",
+    "model_and_batch",
     "open_tab",
     "served_app",
     "upload",

@@ -14,8 +14,8 @@ from posecore_hevitpose.presets import model_spec
 import posecore
 from posecore._plugins import get_host
 from posecore.config import DataConfig, EvalConfig, ExperimentConfig, OptimizerConfig, TrainConfig, dump_config
-from posecore.data import collate_samples
-from posecore.engine._builder import build_codec, build_model, build_train_set
+from posecore.engine._builder import build_model
+from posecore.testing import loss_history, model_and_batch
 
 INPUT, HEATMAP = (48, 64), (12, 16)
 BACKBONE = {"widths": [16, 32, 48], "depths": [1, 1, 1], "groups": [1, 2, 2], "heads": [1, 1, 1], "sr_ratios": [4, 2, 1]}
@@ -39,20 +39,9 @@ def _config(cache: str) -> ExperimentConfig:
 def trained(tmp_path_factory: pytest.TempPathFactory):
     """A tiny HEViTPose after 250 steps on 8 synthetic crops, with its loss history."""
     config = _config(str(tmp_path_factory.mktemp("synthetic")))
-    registries = get_host().registries
-    codec = build_codec(config, registries)
-    torch.manual_seed(0)
-    model = build_model(config, registries, codec=codec).train()
-    train = build_train_set(config, registries, codec=codec)
-    batch = collate_samples([train.dataset[i] for i in range(min(8, len(train.dataset)))])
+    model, batch = model_and_batch(config, 8)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    history = []
-    for _ in range(250):
-        loss = model.loss(batch)["loss_heatmap"]
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        history.append(float(loss.detach()))
+    history = [step["loss_heatmap"] for step in loss_history(model, batch, optimizer, 250)]
     return config, model.eval(), batch, history
 
 

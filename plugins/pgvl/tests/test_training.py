@@ -10,6 +10,7 @@ from posecore_pgvl.presets import PARAM_GROUPS
 from posecore.codecs import MSRAHeatmap
 from posecore.config import OptimizerConfig
 from posecore.models import HeatmapDeconvHead, ViT
+from posecore.testing import loss_history
 
 
 def _batch(codec: MSRAHeatmap, count: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -27,15 +28,6 @@ def _batch(codec: MSRAHeatmap, count: int, generator: torch.Generator) -> dict[s
 
 
 def test_few_hundred_steps_drive_the_losses_down() -> None:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matrices: one thread is faster, and immune to busy neighbours
-    try:
-        _train()
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _train() -> None:
     from posecore.engine._optim import build_optimizer
 
     torch.manual_seed(0)
@@ -50,13 +42,8 @@ def _train() -> None:
                                                        param_groups=PARAM_GROUPS[:1] + PARAM_GROUPS[2:]))
     frozen = model.text_encoder.token_embedding.weight.detach().clone()
     data = [_batch(codec, 8, generator) for _ in range(8)]
-    history = []
-    for step in range(150):
-        losses = model.loss(data[step % len(data)])
-        optimizer.zero_grad()
-        sum(losses.values()).backward()
-        optimizer.step()
-        history.append({name: value.item() for name, value in losses.items()})
+    # tiny matrices: one thread is faster, and immune to busy neighbours
+    history = loss_history(model, data, optimizer, 150, num_threads=1)
     first = {name: sum(h[name] for h in history[:16]) / 16 for name in history[0]}
     last = {name: sum(h[name] for h in history[-16:]) / 16 for name in history[0]}
     assert last["loss_heatmap"] < 0.6 * first["loss_heatmap"], (first, last)

@@ -16,27 +16,13 @@ import posecore
 from posecore import CheckpointError
 from posecore._plugins import get_host
 from posecore.config import apply_overrides
-from posecore.data import collate_samples
-from posecore.engine._builder import build_codec, build_model, build_train_set
+from posecore.engine._builder import build_codec, build_train_set
+from posecore.testing import loss_history, model_and_batch
 
 
 def test_a_few_hundred_steps_drive_the_loss_down(synthetic_cache: str) -> None:
-    config = small_synthetic_config(synthetic_cache)
-    torch.manual_seed(0)
-    registries = get_host().registries
-    codec = build_codec(config, registries)
-    model = build_model(config, registries, codec=codec).train()
-    train_set = build_train_set(config, registries, codec=codec)
-    batch = collate_samples([train_set.dataset[i] for i in range(0, 48, 6)])  # 8 episodes, 8 categories
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    history = []
-    for _ in range(200):
-        losses = model.loss(batch)
-        total = sum(losses.values())
-        optimizer.zero_grad()
-        total.backward()
-        optimizer.step()
-        history.append({name: float(value.detach()) for name, value in losses.items()})
+    model, batch = model_and_batch(small_synthetic_config(synthetic_cache), range(0, 48, 6))  # 8 episodes, 8 categories
+    history = loss_history(model, batch, torch.optim.Adam(model.parameters(), lr=1e-3), 200)
     first, last = history[0], {name: np.mean([h[name] for h in history[-10:]]) for name in history[0]}
     assert sum(last.values()) < 0.5 * sum(first.values()), (first, last)
     assert last["l1_loss_layer2"] < 0.5 * first["l1_loss_layer2"] and last["proposal_loss"] < 0.5 * first["proposal_loss"]

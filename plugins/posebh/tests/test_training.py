@@ -19,9 +19,8 @@ from posecore.config import (
     StageConfig,
     TrainConfig,
 )
-from posecore.data import collate_samples
 from posecore.engine import Callback, Trainer
-from posecore.engine._builder import build_codec, build_model, build_train_set
+from posecore.testing import loss_history, model_and_batch
 
 INPUT, HEATMAP = (48, 64), (12, 16)
 LIMBS = [6, 8, 10, 5, 7, 9, 12, 14, 16, 11, 13, 15]
@@ -78,23 +77,12 @@ def _config(cache: str, epochs: int = 2) -> ExperimentConfig:
 
 def test_a_few_hundred_steps_drive_every_loss_down(cache: str) -> None:
     config = _config(cache)
-    registries = get_host().registries
-    codec = build_codec(config, registries)
-    torch.manual_seed(0)
-    model = build_model(config, registries, codec=codec).train()
-    train = build_train_set(config, registries, codec=codec)
-    batch = collate_samples([train.dataset[i] for i in (0, 1, 2, 3, len(train.dataset) - 1, len(train.dataset) - 2)])
+    model, batch = model_and_batch(config, (0, 1, 2, 3, -1, -2))
     assert isinstance(batch["heatmaps"], list)  # 17 and 12 keypoints: the model pads them itself
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
     bank = model.proto_head.kpt_prototype
     start = bank.prototypes.clone()
-    history = []
-    for _ in range(250):
-        losses = model.loss(batch)
-        sum(losses.values()).backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        history.append({k: float(v.detach()) for k, v in losses.items()})
+    history = loss_history(model, batch, optimizer, 250)
     first, last = history[0], history[-1]
     # The heatmap heads and the prototype heatmaps fit the targets ...
     for name in ("loss_heatmap_people", "loss_heatmap_limbs", "loss_phm"):

@@ -19,9 +19,8 @@ from posecore.config import (
     StageConfig,
     TrainConfig,
 )
-from posecore.data import collate_samples
 from posecore.engine import Callback, Trainer
-from posecore.engine._builder import build_codec, build_model, build_train_set
+from posecore.testing import loss_history, model_and_batch
 
 INPUT, HEATMAP = (32, 48), (8, 12)
 
@@ -64,28 +63,12 @@ def _config(cache: str, epochs: int = 2) -> ExperimentConfig:
 
 
 def test_a_few_hundred_steps_drive_the_loss_down(cache: str) -> None:
-    config = _config(cache)
-    registries = get_host().registries
-    codec = build_codec(config, registries)
-    torch.manual_seed(0)
-    model = build_model(config, registries, codec=codec).train()
-    train = build_train_set(config, registries, codec=codec)
-    batch = collate_samples([train.dataset[i] for i in range(6)])
+    model, batch = model_and_batch(_config(cache), 6)
     assert batch["style"] == ["cartoon", "sketch"] * 3
     model.on_stage(1, {"text_mode": "style"})
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
-    history = []
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a model this small runs fastest on one thread, and a shared machine does not stall it
-    try:
-        for _ in range(200):
-            loss = model.loss(batch)["loss_heatmap"]
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad()
-            history.append(float(loss.detach()))
-    finally:
-        torch.set_num_threads(threads)
+    # a model this small runs fastest on one thread, and a shared machine does not stall it
+    history = [step["loss_heatmap"] for step in loss_history(model, batch, optimizer, 200, num_threads=1)]
     assert history[-1] < 0.5 * history[0], (history[0], history[-1])
 
 
