@@ -30,11 +30,10 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from default_runs import cpu_description  # noqa: E402  (benchmarks/ is not a package)
+from machine import add_allocator_option, apply_allocator_option, cpu_description  # noqa: E402  (benchmarks/ is not a package)
 
 import posecore  # noqa: E402
 from posecore._inference import prepare_for_inference  # noqa: E402
-from posecore._malloc import allocator_report  # noqa: E402
 from posecore._plugins import get_host  # noqa: E402
 from posecore.engine._builder import build_eval_sets, build_train_set  # noqa: E402
 
@@ -126,14 +125,12 @@ def main() -> int:
     parser.add_argument("--defaults", nargs="+", help="default presets by plugin (core = vit-tiny-synthetic)")
     parser.add_argument("--steps", type=int, default=3, help="profiled steps per workload")
     parser.add_argument("--no-vit-b", action="store_true", help="skip ViTPose-B inference")
-    parser.add_argument("--default-allocator", action="store_true",
-                        help="leave glibc's malloc as it is instead of tuning it as the posecore command does")
+    add_allocator_option(parser)
     args = parser.parse_args()
-    if not args.default_allocator:
-        posecore.tune_cpu_allocator()
+    allocator = apply_allocator_option(args)
     cpu = cpu_description()
     print(f"CPU: {cpu}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
-          f"allocator: {allocator_report()}")
+          f"allocator: {allocator}")
     precisions = [False] + ([True] if "bf16" in cpu else [])
     host = get_host()
     plugins = [name for name, record in sorted(host.records.items()) if record.status == "ok" and not record.builtin]

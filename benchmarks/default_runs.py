@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -25,27 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import cpu_description
+
 TARGET_SECONDS = 240.0
-CPU_FEATURES = ("avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
-
-
-def cpu_description() -> str:
-    """``model name (n cores; features)`` from /proc/cpuinfo, or the platform's processor string."""
-    import platform
-
-    info = Path("/proc/cpuinfo")
-    if not info.exists():
-        return platform.processor() or platform.machine()
-    model, flags = "", set()
-    for line in info.read_text().splitlines():
-        if line.startswith("model name") and not model:
-            model = line.split(":", 1)[1].strip()
-        elif line.startswith("flags") and not flags:
-            flags = set(line.split(":", 1)[1].split())
-    present = [feature for feature in CPU_FEATURES if feature in flags] or ["no AVX-512"]
-    return f"{model} ({os.cpu_count()} cores; {', '.join(present)})"
-
-
 def default_runs() -> dict[str, list[str]]:
     """Label -> the ``posecore run`` arguments of every default the installed plugins declare."""
     from posecore._errors import PosecoreError

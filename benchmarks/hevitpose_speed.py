@@ -29,12 +29,11 @@ import torch
 
 import posecore
 from posecore._inference import prepare_for_inference
-from posecore._malloc import allocator_report
 from posecore._plugins import get_host
 from posecore.engine._builder import build_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from default_runs import cpu_description  # noqa: E402  (benchmarks/ is not a package)
+from machine import add_allocator_option, apply_allocator_option, cpu_description  # noqa: E402  (benchmarks/ is not a package)
 
 PRESETS = {
     "HEViTPose-T": "hevitpose-t-mpii-256x256",
@@ -50,16 +49,14 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=4.0, help="timed seconds per model and batch size")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
-    parser.add_argument("--default-allocator", action="store_true",
-                        help="leave glibc's malloc as it is instead of tuning it as the posecore command does")
+    add_allocator_option(parser)
     args = parser.parse_args()
-    if not args.default_allocator:
-        posecore.tune_cpu_allocator()
+    allocator = apply_allocator_option(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{cpu_description()}, {torch.get_num_threads()} threads"
-    print(f"device: {where}; torch {torch.__version__}; CPU allocator: {allocator_report()}")
+    print(f"device: {where}; torch {torch.__version__}; CPU allocator: {allocator}")
     registries = get_host().registries
     models, inputs = {}, {}
     for label, preset in PRESETS.items():

@@ -43,12 +43,11 @@ from transformers import VitPoseBackboneConfig, VitPoseConfig, VitPoseForPoseEst
 
 import posecore
 from posecore._inference import cpu_has_bf16, inference_autocast, prepare_for_inference
-from posecore._malloc import allocator_report
 from posecore._plugins import get_host
 from posecore.codecs import heatmap_argmax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from default_runs import cpu_description  # noqa: E402  (benchmarks/ is not a package)
+from machine import add_allocator_option, apply_allocator_option, cpu_description  # noqa: E402  (benchmarks/ is not a package)
 
 
 def transformers_vitpose_b() -> VitPoseForPoseEstimation:
@@ -115,11 +114,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="timing per model and batch size (at least 3 steps)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch intra-op threads")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
-    parser.add_argument("--default-allocator", action="store_true",
-                        help="leave glibc's malloc as it is instead of tuning it as the posecore command does")
+    add_allocator_option(parser)
     args = parser.parse_args()
-    if not args.default_allocator:
-        posecore.tune_cpu_allocator()  # for both libraries: they share this process
+    allocator = apply_allocator_option(args)  # for both libraries: they share this process
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
@@ -127,7 +124,7 @@ def main() -> int:
     ours = posecore_vitpose_b(theirs.state_dict())
     processor = VitPoseImageProcessor()
     print(f"CPU: {cpu_description()}; torch {torch.__version__}, {args.threads} threads; transformers attention: "
-          f"{theirs.backbone.config._attn_implementation} (backbone)\nCPU allocator (both): {allocator_report()}")
+          f"{theirs.backbone.config._attn_implementation} (backbone)\nCPU allocator (both): {allocator}")
     print(f"{'batch':>5} {'posecore img/s':>15} {'transformers img/s':>19} {'ratio':>6} {'max |heatmap diff|':>19}"
           + (f" {'bf16 img/s':>11} {'ratio':>6} {'bf16 cost: heatmaps, keypoints':>31}" if cpu_has_bf16() else ""))
     for batch_size in args.batch_sizes:
