@@ -139,8 +139,9 @@ def test_dump_writes_plain_yaml_with_every_field() -> None:
     assert set(data) == {"name", "model", "data", "codec", "train", "eval", "plugins"}
     assert set(data["train"]) == {
         "epochs", "init_weights", "init_weights_strict", "optimizer", "schedule", "stages", "mixed_precision", "grad_accum_steps",
-        "grad_clip", "ema_decay", "seed", "val_interval", "checkpoint_interval", "log_interval",
+        "grad_clip", "ema_decay", "seed", "val_interval", "checkpoint_interval", "log_interval", "compile",
     }
+    assert data["data"]["jpeg_decode"] == "loader" and data["train"]["compile"] is False
 
 
 def test_round_trip_keeps_component_spec_objects_and_tuples_inside_args(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from torch import nn
 import posecore
 from posecore._plugins import load_plugins
 from posecore.codecs import MSRAHeatmap
+from posecore.config import apply_overrides
 from posecore.models import TopdownHeatmapModel
 from posecore.testing import (
     ContractCase,
@@ -170,7 +171,8 @@ def test_metrics_that_count_repeats_or_depend_on_order_fail(tmp_path: Path) -> N
 
 def test_model_and_batch_and_loss_history_train_for_real_and_stop_on_a_non_finite_loss(tiny_config) -> None:
     """The training helpers plugins' tests share: the batch is the trainer's (pipeline, codec,
-    collate), the history every step's terms; a NaN stops with its step."""
+    collate, JPEGs decoded where ``data.jpeg_decode: device`` left them), the history every
+    step's terms; a NaN stops with its step."""
     model, batch = model_and_batch(tiny_config(), 8)
     assert batch["image"].shape == (8, 3, 64, 48) and batch["heatmaps"].shape == (8, 17, 16, 12)
     assert model.training
@@ -178,6 +180,8 @@ def test_model_and_batch_and_loss_history_train_for_real_and_stop_on_a_non_finit
     history = loss_history(model, [batch, {**batch, "image": batch["image"].flip(-1)}], optimizer, 30)
     assert len(history) == 30 and set(history[0]) == {"loss_heatmap"}
     assert history[-1]["loss_heatmap"] < history[0]["loss_heatmap"]
+    _, decoded_there = model_and_batch(apply_overrides(tiny_config(), ["data.jpeg_decode=device"]), 8)
+    assert "jpeg" not in decoded_there and (decoded_there["image"].int() - batch["image"].int()).abs().max() <= 1
     broken = {**batch, "heatmaps": torch.full_like(batch["heatmaps"], float("nan"))}
     with pytest.raises(AssertionError, match=r"step 0: non-finite loss \{'loss_heatmap': nan\}"):
         loss_history(model, broken, optimizer, 5)

@@ -93,11 +93,12 @@ def _readers() -> dict[str, Any]:
         return {name: registry.build(spec) for name, spec in specs.items()}
 
 
-def _batch(dataset: Any, codec: Any, jpeg_decode: str, train: bool = True) -> dict[str, Any]:
-    pipeline = build_pipeline(standard_topdown_pipeline(train), get_host().registries, codec=codec,
+def _batch(dataset: Any, codec: Any, jpeg_decode: str, device: str = "cpu") -> dict[str, Any]:
+    """Every sample of ``dataset`` through the train pipeline, collated and moved to ``device``."""
+    pipeline = build_pipeline(standard_topdown_pipeline(True), get_host().registries, codec=codec,
                               input_size=INPUT, use_udp=isinstance(codec, UDPHeatmap), jpeg_decode=jpeg_decode)
     samples = PipelineDataset(dataset, pipeline, seed=5)
-    return move_to_device(collate_samples([samples[i] for i in range(len(samples))]), torch.device("cpu"))
+    return move_to_device(collate_samples([samples[i] for i in range(len(samples))]), torch.device(device))
 
 
 @pytest.mark.parametrize("reader", ["coco", "mpii", "ap10k"])
@@ -152,15 +153,29 @@ def test_a_bad_jpeg_decode_setting_is_refused_with_the_choices(tiny_config) -> N
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (nvJPEG)")
-def test_nvjpeg_crops_are_the_loaders_to_a_few_levels() -> None:
+@pytest.mark.parametrize("reader", ["coco", "mpii"])  # COCO's files are baseline JPEGs, MPII's progressive
+def test_nvjpeg_crops_are_the_loaders_to_a_few_levels(reader: str) -> None:
     """nvJPEG's IDCT rounds differently from libjpeg-turbo's: a few levels at most, on average far less."""
     codec = UDPHeatmap(INPUT, (48, 64), sigma=2.0)
-    dataset = _readers()["coco"]
+    dataset = _readers()[reader]
     loader = _batch(dataset, codec, "loader")
-    pipeline = build_pipeline(standard_topdown_pipeline(True), get_host().registries, codec=codec, input_size=INPUT,
-                              use_udp=True, jpeg_decode="device")
-    samples = PipelineDataset(dataset, pipeline, seed=5)
-    device = move_to_device(collate_samples([samples[i] for i in range(len(samples))]), torch.device("cuda"))
+    device = _batch(dataset, codec, "device", device="cuda")
     assert device["image"].device.type == "cuda"
     difference = (device["image"].cpu().int() - loader["image"].int()).abs()
     assert difference.max() <= 8 and difference.float().mean() < 1.0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (nvJPEG)")
+def test_episodes_decoded_by_nvjpeg_leave_every_image_on_the_gpu(tmp_path: Path) -> None:
+    """Queries (moved with the batch) and supports (inside lists, which the move leaves) meet on the GPU."""
+    registry = get_host().registries.datasets
+    episodes = registry.build({"type": "synthetic_categories", "split": "test", "num_images": 48,
+                               "cache_dir": str(tmp_path), "episodes": True, "num_shots": 1, "num_queries": 1})
+    codec = MSRAHeatmap(INPUT, (48, 64), sigma=2.0)
+    loader = _batch(episodes, codec, "loader")
+    device = _batch(episodes, codec, "device", device="cuda")
+    assert device["image"].device.type == "cuda"
+    for shots_loader, shots_device in zip(loader["support"], device["support"], strict=True):
+        for shot_loader, shot_device in zip(shots_loader, shots_device, strict=True):
+            assert shot_device["image"].device.type == "cuda"
+            assert (shot_device["image"].cpu().int() - torch.as_tensor(shot_loader["image"]).int()).abs().max() <= 8

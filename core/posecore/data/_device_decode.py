@@ -12,8 +12,10 @@ come from it, and warped into its crop by one batched bilinear resampling.
 The crop is OpenCV's ``warpAffine`` (bilinear, zero border) computed in float and rounded:
 pixels differ from the CPU path's by at most one level (OpenCV rounds sampling positions to
 1/32 pixel). libjpeg-turbo decodes the same pixels as the CPU path's simplejpeg; nvJPEG's IDCT
-may differ by a level or two. nvJPEG stops on fewer kinds of damage than the CPU path's strict
-decoder, so check a new dataset once with the default ``jpeg_decode: loader``.
+may differ by a level or two. torchvision's decoders (nvJPEG, and libjpeg-turbo without the
+loader's strict mode) decode some damaged compressed data that the loader refuses, and trust the
+frame header's size; a truncated file is still an error naming it. Check a new dataset once with
+the default ``jpeg_decode: loader``.
 """
 
 from __future__ import annotations
@@ -31,10 +33,14 @@ __all__ = ["decode_deferred_jpegs", "warp_crops"]
 
 def decode_deferred_jpegs(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     """Decode the JPEGs whose crops ``batch`` defers and write the crops into its images (and
-    into its support samples' images), on ``device``; drop the deferral keys. A batch without
-    them is returned as it is. A file several crops come from (the people of one picture) is
-    decoded once."""
-    deferred = [item for item in _deferred(batch) if len(item[2])]
+    into its support samples' images, every one of which then lies on ``device`` as the
+    batch's own images do), on ``device``; drop the deferral keys. A batch without them is
+    returned as it is. A file several crops come from (the people of one picture) is decoded once."""
+    items = list(_deferred(batch))
+    for holder, row, _, _ in items:
+        if row is None:  # a support sample: the loader moves nothing inside lists
+            holder["image"] = torch.as_tensor(holder["image"]).to(device)
+    deferred = [item for item in items if len(item[2])]
     if not deferred:
         return batch
     files: dict[bytes, int] = {}
@@ -44,8 +50,8 @@ def decode_deferred_jpegs(batch: dict[str, Any], device: torch.device) -> dict[s
     images = _decode(encoded, device, [names[source] for source in range(len(files))])
     holder, row = deferred[0][:2]
     height, width = (holder["image"] if row is None else holder["image"][row]).shape[-2:]
-    crops = warp_crops(images, torch.stack([torch.as_tensor(warp) for *_, warp in deferred]), (width, height),
-                       sources=sources)
+    warps = torch.stack([torch.as_tensor(warp, dtype=torch.float64, device=device) for *_, warp in deferred])
+    crops = warp_crops(images, warps, (width, height), sources=sources)
     rows = [row for holder, row, _, _ in deferred if row is not None]
     if rows:  # the batch's own rows come first
         batch["image"][torch.tensor(rows, device=batch["image"].device)] = crops[: len(rows)].to(batch["image"].device)

@@ -18,6 +18,7 @@ from posecore._plugins import get_host
 from posecore.config._experiment import ExperimentConfig
 from posecore.data._sample import Batch, collate_samples
 from posecore.engine._builder import build_codec, build_model, build_train_set
+from posecore.engine._evaluation import move_to_device
 from posecore.models._base import PoseModel
 
 __all__ = ["loss_history", "model_and_batch"]
@@ -28,14 +29,15 @@ def model_and_batch(config: ExperimentConfig, samples: int | Sequence[int], *,
     """``config``'s model (built after ``torch.manual_seed(seed)``, in train mode) and a batch of
     its training samples (``samples``: their indices in the concatenated training sets, or how
     many from the start), each through its dataset's train pipeline with the experiment's codec,
-    collated: what the trainer would feed it, without the data loader."""
+    collated and made ready on the CPU (JPEGs ``data.jpeg_decode: device`` leaves encoded are
+    decoded): what the trainer would feed it, without the data loader."""
     registries = get_host().registries
     codec = build_codec(config, registries)
     torch.manual_seed(seed)
     model = build_model(config, registries, codec=codec).train()
     dataset = build_train_set(config, registries, codec=codec).dataset
     indices = range(min(samples, len(dataset))) if isinstance(samples, int) else samples
-    return model, collate_samples([dataset[index] for index in indices])
+    return model, move_to_device(collate_samples([dataset[index] for index in indices]), torch.device("cpu"))
 
 
 def loss_history(model: torch.nn.Module, batches: Mapping[str, Any] | Sequence[Mapping[str, Any]],
