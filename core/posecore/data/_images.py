@@ -13,6 +13,10 @@ stop on those warnings, and a JPEG that decodes only that way is a :class:`DataE
 The EXIF orientation tag is applied in every path, as OpenCV's ``imread``/``imdecode`` apply it
 (and so mmpose and most annotation tools, which show the image turned upright): the simplejpeg
 path reads the tag itself, OpenCV honours it natively.
+
+With ``data.jpeg_decode: device``, :func:`read_encoded_jpeg` reads a JPEG's header only (size,
+orientation, whether nvJPEG can decode it) and leaves the pixels to the model's device
+(:mod:`posecore.data._device_decode`).
 """
 
 from __future__ import annotations
