@@ -149,7 +149,8 @@ def jpeg_inference_row(preset: str, batch_size: int, device: torch.device, secon
     """Inference from JPEG files: the batch's files decoded and cropped on the device
     (``data.jpeg_decode: device``), then the network and the keypoint decode. The COCO sample's
     12 people in 4 pictures are cycled, each file shared by 3 crops (COCO has 2-3 labelled people
-    per picture) and made distinct per group by a JPEG comment, so every group is decoded."""
+    per picture) and made distinct per group (a JPEG comment, and the path the engine tells files
+    apart by), so every group is decoded."""
     import warnings
 
     from posecore._plugins import get_host
@@ -168,7 +169,7 @@ def jpeg_inference_row(preset: str, batch_size: int, device: torch.device, secon
         dataset = coco(str(COCO_SAMPLE / "test_coco.json"))
     samples = PipelineDataset(dataset, experiment_pipeline(config, registries, build_codec(config, registries), False))
     batch = collate_samples([samples[index % len(samples)] for index in range(batch_size)])
-    batch["jpeg"] = [_with_comment(data, index // 3) for index, data in enumerate(batch["jpeg"])]
+    distinct_files(batch, crops_per_file=3)
 
     def step() -> Any:
         with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16):
@@ -177,10 +178,16 @@ def jpeg_inference_row(preset: str, batch_size: int, device: torch.device, secon
     return measured(f"inference {preset} from JPEG files", batch_size, 2 * macs, step, device, seconds)
 
 
-def _with_comment(jpeg: bytes, number: int) -> bytes:
-    """The same picture with a COM segment after the start marker: other bytes, the same pixels."""
-    text = f"copy {number}".encode()
-    return jpeg[:2] + b"\xff\xfe" + struct.pack(">H", len(text) + 2) + text + jpeg[2:]
+def distinct_files(batch: dict[str, Any], crops_per_file: int) -> None:
+    """Make each group of ``crops_per_file`` crops of a batch come from its own file, though the
+    COCO sample has four: the same picture with a JPEG comment of its own, under a path of its own
+    (the engine decodes each path once per batch)."""
+    def with_comment(jpeg: bytes, number: int) -> bytes:
+        text = f"copy {number}".encode()
+        return jpeg[:2] + b"\xff\xfe" + struct.pack(">H", len(text) + 2) + text + jpeg[2:]  # COM after SOI
+
+    batch["jpeg"] = [with_comment(data, index // crops_per_file) for index, data in enumerate(batch["jpeg"])]
+    batch["image_path"] = [f"{path}#{index // crops_per_file}" for index, path in enumerate(batch["image_path"])]
 
 
 def training_row(preset: str, batch_size: int, device: torch.device, seconds: float,
@@ -240,6 +247,7 @@ def device_decode_rate(batch_size: int, device: torch.device, seconds: float) ->
                               use_udp=True, jpeg_decode="device")
     samples = PipelineDataset(dataset, pipeline)
     batch = collate_samples([samples[index % len(samples)] for index in range(batch_size)])
+    distinct_files(batch, crops_per_file=1)  # a shuffled training batch rarely holds two people of one picture
     return batch_size / timed(lambda: move_to_device(dict(batch), device), device, seconds)
 
 

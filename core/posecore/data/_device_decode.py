@@ -43,11 +43,16 @@ def decode_deferred_jpegs(batch: dict[str, Any], device: torch.device) -> dict[s
     deferred = [item for item in items if len(item[2])]
     if not deferred:
         return batch
-    files: dict[bytes, int] = {}
-    sources = [files.setdefault(data, len(files)) for _, _, data, _ in deferred]
-    names = {source: _name(holder, row) for (holder, row, _, _), source in zip(deferred, sources, strict=True)}
-    encoded = [torch.frombuffer(bytearray(data), dtype=torch.uint8) for data in files]
-    images = _decode(encoded, device, [names[source] for source in range(len(files))])
+    files: dict[str | bytes, int] = {}  # one decode per file, known by its path (hashing bytes costs ~0.1 ms a file)
+    encoded, names, sources = [], [], []
+    for holder, row, data, _ in deferred:
+        key = _path(holder, row) or data
+        if key not in files:
+            files[key] = len(files)
+            encoded.append(torch.frombuffer(bytearray(data), dtype=torch.uint8))
+            names.append(_name(holder, row))
+        sources.append(files[key])
+    images = _decode(encoded, device, names)
     holder, row = deferred[0][:2]
     height, width = (holder["image"] if row is None else holder["image"][row]).shape[-2:]
     warps = torch.stack([torch.as_tensor(warp, dtype=torch.float64, device=device) for *_, warp in deferred])
@@ -147,9 +152,13 @@ def _decode_jpeg(encoded: list[torch.Tensor], device: torch.device) -> list[torc
         return decode_jpeg(encoded, mode=ImageReadMode.RGB, device=device)
 
 
+def _path(holder: dict[str, Any], row: int | None) -> str | None:
+    path = holder.get("image_path")
+    return path if row is None or path is None else path[row]
+
+
 def _name(holder: dict[str, Any], row: int | None) -> str:
-    path, image_id = holder.get("image_path"), holder.get("image_id")
-    if row is not None:
-        path = None if path is None else path[row]
-        image_id = None if image_id is None else image_id[row]
-    return f"{path or '<no path>'}" + ("" if image_id is None else f" (image id {int(image_id)})")
+    image_id = holder.get("image_id")
+    if row is not None and image_id is not None:
+        image_id = image_id[row]
+    return f"{_path(holder, row) or '<no path>'}" + ("" if image_id is None else f" (image id {int(image_id)})")
