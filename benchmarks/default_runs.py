@@ -27,6 +27,8 @@ from pathlib import Path
 from machine import cpu_description
 
 TARGET_SECONDS = 240.0
+
+
 def default_runs() -> dict[str, list[str]]:
     """Label -> the ``posecore run`` arguments of every default the installed plugins declare."""
     from posecore._errors import PosecoreError

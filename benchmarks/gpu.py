@@ -17,8 +17,8 @@ What is measured:
 * peak memory: ``torch.cuda.max_memory_allocated`` during each measurement;
 * GPU busy: the share of the wall time the GPU spends in kernels (torch.profiler): well below 100%,
   the host's kernel launches bound the step, not the GPU;
-* ``--compile``: every row again with the model's forward through ``torch.compile`` (training
-  also with the fused AdamW),
+* ``--compile``: every row again with the model's parts through ``torch.compile``, as
+  ``train.compile`` does,
   which fuses the element-wise work and cuts the launches;
 * the data pipeline: samples/s of one data-loader worker over the COCO sample (the train pipeline,
   UDP targets), and the workers it takes to feed the measured training rate, with JPEGs decoded
@@ -48,6 +48,7 @@ import torch
 import posecore
 from posecore._inference import prepare_for_inference
 from posecore.analysis import measure_complexity
+from posecore.engine._trainer import compile_parts
 
 HERE = Path(__file__).resolve().parent
 COCO_SAMPLE = HERE.parents[1] / "shared" / "data" / "coco"
@@ -106,6 +107,7 @@ def kernel_share(step: Callable[[], Any], device: torch.device, steps: int = 5) 
     ``torch.compile`` or CUDA graphs remove). ``None`` off CUDA."""
     if device.type != "cuda":
         return None
+    from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
     synchronize(device)
@@ -115,8 +117,9 @@ def kernel_share(step: Callable[[], Any], device: torch.device, steps: int = 5) 
             step()
         synchronize(device)
         wall = time.perf_counter() - start
-    busy_us = sum(event.self_device_time_total for event in profiler.key_averages())
-    return busy_us / 1e6 / wall
+    busy_us = sum(event.self_device_time_total for event in profiler.key_averages()
+                  if event.device_type == DeviceType.CUDA)
+    return min(busy_us / 1e6 / wall, 1.0)  # kernels on several streams may overlap
 
 
 def measured(what: str, batch_size: int, flops_per_image: float, step: Callable[[], Any], device: torch.device,
@@ -135,7 +138,7 @@ def inference_row(preset: str, batch_size: int, device: torch.device, seconds: f
     images = torch.randint(0, 256, (batch_size, 3, height, width), dtype=torch.uint8, device=device)
 
     if compiled:
-        model.compile()  # the network (the model's forward); the keypoint decode stays eager
+        compile_parts(model)  # as train.compile: backbone and head; the keypoint decode stays eager
 
     def step() -> Any:
         with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16):
@@ -148,9 +151,8 @@ def inference_row(preset: str, batch_size: int, device: torch.device, seconds: f
 def jpeg_inference_row(preset: str, batch_size: int, device: torch.device, seconds: float) -> dict[str, Any]:
     """Inference from JPEG files: the batch's files decoded and cropped on the device
     (``data.jpeg_decode: device``), then the network and the keypoint decode. The COCO sample's
-    12 people in 4 pictures are cycled, each file shared by 3 crops (COCO has 2-3 labelled people
-    per picture) and made distinct per group (a JPEG comment, and the path the engine tells files
-    apart by), so every group is decoded."""
+    12 people in 4 pictures are cycled, up to 3 crops of a picture to a file (COCO has 2-3
+    labelled people per picture; see :func:`distinct_files`), so every such file is decoded."""
     import warnings
 
     from posecore._plugins import get_host
@@ -179,27 +181,32 @@ def jpeg_inference_row(preset: str, batch_size: int, device: torch.device, secon
 
 
 def distinct_files(batch: dict[str, Any], crops_per_file: int) -> None:
-    """Make each group of ``crops_per_file`` crops of a batch come from its own file, though the
-    COCO sample has four: the same picture with a JPEG comment of its own, under a path of its own
-    (the engine decodes each path once per batch)."""
+    """Make the crops of a batch come from files of their own, ``crops_per_file`` crops of one
+    picture to a file (fewer where a picture holds fewer people), though the COCO sample has four
+    pictures: the same picture with a JPEG comment of its own, under a path of its own (the engine
+    decodes each path once per batch)."""
     def with_comment(jpeg: bytes, number: int) -> bytes:
         text = f"copy {number}".encode()
         return jpeg[:2] + b"\xff\xfe" + struct.pack(">H", len(text) + 2) + text + jpeg[2:]  # COM after SOI
 
-    batch["jpeg"] = [with_comment(data, index // crops_per_file) for index, data in enumerate(batch["jpeg"])]
-    batch["image_path"] = [f"{path}#{index // crops_per_file}" for index, path in enumerate(batch["image_path"])]
+    seen: dict[str, int] = {}  # crops of each picture so far
+    for index, path in enumerate(list(batch["image_path"])):
+        copy = seen.get(path, 0) // crops_per_file
+        seen[path] = seen.get(path, 0) + 1
+        batch["jpeg"][index] = with_comment(batch["jpeg"][index], copy)
+        batch["image_path"][index] = f"{path}#{copy}"
 
 
 def training_row(preset: str, batch_size: int, device: torch.device, seconds: float,
                  compiled: bool = False) -> dict[str, Any]:
-    """One AdamW step; ``compiled``: the model's forward through ``torch.compile`` and, on CUDA, the
-    fused AdamW."""
+    """One AdamW step; ``compiled``: the model's parts through ``torch.compile``, as
+    ``train.compile`` does."""
     model, macs = build(preset, device)
     model.train()
     batch = model.example_batch(batch_size)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=compiled and device.type == "cuda")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     if compiled:
-        model.compile()
+        compile_parts(model)
 
     def step() -> None:
         with torch.autocast(device.type, dtype=torch.bfloat16):
@@ -270,7 +277,7 @@ def main() -> int:
     parser.add_argument("--training-batch", type=int, default=64)
     parser.add_argument("--skip-default-run", action="store_true")
     parser.add_argument("--compile", action="store_true",
-                        help="also each row through torch.compile (training: with the fused AdamW on CUDA)")
+                        help="also each row with the model's parts through torch.compile (train.compile)")
     args = parser.parse_args()
     device = torch.device(args.device)
     if args.smoke:

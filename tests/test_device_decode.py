@@ -104,7 +104,7 @@ def _batch(dataset: Any, codec: Any, jpeg_decode: str, device: str = "cpu") -> d
 @pytest.mark.parametrize("reader", ["coco", "mpii", "ap10k"])
 def test_every_training_sample_equals_the_loaders_when_decoded_on_the_device(reader: str) -> None:
     """Flips, half-body crops, scale and rotation: the same targets, keypoints and matrices, and
-    the same crop to one level."""
+    the same crop to one level (MPII's progressive files: decoded by the loader in both)."""
     dataset = _readers()[reader]
     codec = UDPHeatmap(INPUT, (48, 64), sigma=2.0)
     loader, device = _batch(dataset, codec, "loader"), _batch(dataset, codec, "device")
@@ -117,6 +117,20 @@ def test_every_training_sample_equals_the_loaders_when_decoded_on_the_device(rea
     if reader == "coco":  # 12 instances: the augmentations are exercised
         assert any(loader["flipped"]) and not all(loader["flipped"])
         assert (loader["image"] == 0).float().mean() > 0.01  # some crops run off the image
+
+
+def test_only_baseline_jpegs_are_left_to_the_device() -> None:
+    """COCO's and AP-10K's files are baseline JPEGs; MPII's progressive ones, which nvJPEG would
+    decode one by one on the host, are decoded by the loader as before (an empty ``jpeg``)."""
+    codec = UDPHeatmap(INPUT, (48, 64), sigma=2.0)
+    readers = _readers()
+    for reader, deferred in (("coco", True), ("ap10k", True), ("mpii", False)):
+        pipeline = build_pipeline(standard_topdown_pipeline(True), get_host().registries, codec=codec,
+                                  input_size=INPUT, use_udp=True, jpeg_decode="device")
+        samples = PipelineDataset(readers[reader], pipeline, seed=5)
+        assert {len(samples[i]["jpeg"]) > 0 for i in range(len(samples))} == {deferred}, reader
+        if not deferred:
+            assert all(samples[i]["image"].float().std() > 5 for i in range(len(samples)))  # decoded already
 
 
 def test_support_samples_of_few_shot_episodes_are_decoded_on_the_device_too(tmp_path: Path) -> None:
@@ -153,7 +167,7 @@ def test_a_bad_jpeg_decode_setting_is_refused_with_the_choices(tiny_config) -> N
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (nvJPEG)")
-@pytest.mark.parametrize("reader", ["coco", "mpii"])  # COCO's files are baseline JPEGs, MPII's progressive
+@pytest.mark.parametrize("reader", ["coco", "ap10k"])  # baseline JPEGs, the kind decoded on the device
 def test_nvjpeg_crops_are_the_loaders_to_a_few_levels(reader: str) -> None:
     """nvJPEG's IDCT rounds differently from libjpeg-turbo's: a few levels at most, on average far less."""
     codec = UDPHeatmap(INPUT, (48, 64), sigma=2.0)

@@ -409,12 +409,18 @@ def test_the_vit_trains_through_the_engine_with_layer_decay(synthetic_cache, tin
 
 
 def test_a_compiled_run_trains_as_the_eager_one_and_keeps_the_checkpoint_keys(tiny_config, tmp_path):
-    """``train.compile``: the model's forward through torch.compile (inductor's C++ backend on the
-    CPU). The same losses step by step to float rounding, and checkpoints an eager model loads."""
+    """``train.compile``: the model's parts through torch.compile (inductor's C++ backend on the
+    CPU), the EMA copy evaluation runs included. Graphs are captured, the losses are the eager
+    run's step by step to float rounding, and checkpoints an eager model loads."""
+    from torch._dynamo.utils import counters
+
     losses = {}
     for compiled in (False, True):
         output = tmp_path / f"compile-{compiled}"
-        _fit(tiny_config(epochs=1, compile=compiled), output)
+        torch._dynamo.reset()
+        counters.clear()
+        _fit(tiny_config(epochs=1, compile=compiled, ema_decay=0.9), output)
+        assert (counters["stats"]["unique_graphs"] > 0) == compiled, "what train.compile compiles is what runs"
         records = [json.loads(line) for line in (output / "log.jsonl").read_text().splitlines()]
         losses[compiled] = [r["loss"] for r in records if r["kind"] == "train"]
     assert len(losses[True]) >= 3
@@ -424,6 +430,30 @@ def test_a_compiled_run_trains_as_the_eager_one_and_keeps_the_checkpoint_keys(ti
     assert saved.keys() == eager.keys()
     model = build_model(tiny_config(), get_host().registries)
     model.load_state_dict(saved)  # strict: an uncompiled model takes the compiled run's weights
+
+
+def test_compile_parts_reaches_models_whose_loss_never_calls_the_model() -> None:
+    """A model whose ``loss`` calls its parts directly (as PoseBH's does) is compiled through them."""
+    from torch._dynamo.utils import counters
+
+    from posecore.engine._trainer import compile_parts
+
+    class Parts(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.heads = nn.ModuleList([nn.Linear(4, 4), nn.Linear(4, 2)])
+
+        def loss(self, x: torch.Tensor) -> torch.Tensor:
+            return self.heads[1](self.heads[0](x)).square().mean()
+
+    torch._dynamo.reset()
+    counters.clear()
+    model = Parts()
+    expected = model.loss(torch.ones(3, 4))
+    compile_parts(model)
+    torch.testing.assert_close(model.loss(torch.ones(3, 4)), expected)
+    assert counters["stats"]["unique_graphs"] == 2
+    assert set(model.state_dict()) == {"heads.0.weight", "heads.0.bias", "heads.1.weight", "heads.1.bias"}
 
 
 def test_compile_with_sharded_training_is_a_clear_error(tiny_config):

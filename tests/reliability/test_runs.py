@@ -121,6 +121,21 @@ def test_resume_takes_the_runs_own_config_and_refuses_changes_that_break_it(synt
     assert "differs from the run's in train.seed: 0 -> 3" in capsys.readouterr().err
 
 
+def test_a_run_started_on_one_machine_resumes_decoding_on_the_device_and_compiled(synthetic_cache, tiny_config,
+                                                                                  tmp_path: Path) -> None:
+    """How the run executes (``data.jpeg_decode``, ``train.compile``) may change on resuming, as on
+    moving a CPU-started run to a GPU; both changes are recorded."""
+    config = tiny_config(epochs=1)
+    _trainer(config, tmp_path).fit()
+    resumed_config = apply_overrides(config, ["train.epochs=2", "data.jpeg_decode=device", "train.compile=true"])
+    _trainer(resumed_config, tmp_path, resume=tmp_path).fit()
+    [resumed] = [record for record in _log(tmp_path) if record["kind"] == "resume"]
+    assert resumed["changed"] == {"train.epochs": {"from": 1, "to": 2},
+                                  "data.jpeg_decode": {"from": "loader", "to": "device"},
+                                  "train.compile": {"from": False, "to": True}}
+    assert max(record["epoch"] for record in _log(tmp_path) if record["kind"] == "eval") == 2
+
+
 def test_resuming_with_another_architectures_weights_gives_the_key_table(synthetic_cache, tiny_config,
                                                                          tmp_path: Path) -> None:
     config = tiny_config(epochs=1)

@@ -197,11 +197,12 @@ class TrainConfig:
         checkpoint_interval: also write ``latest.pth`` every this many optimiser steps (0: only at
             the end of each epoch); a run killed mid-epoch resumes from there bit-exactly.
         log_interval: optimiser steps between lines of the JSONL log.
-        compile: run the model's forward through ``torch.compile`` (``nn.Module.compile``; the
-            losses, keypoint decoding and optimiser stay eager, and checkpoints keep their keys).
-            It fuses element-wise work and cuts kernel launches, where a GPU loses most of its
-            time on a ViT; compiling costs tens of seconds at the first training step and again at
-            the first evaluation. Not with sharded training (``--fsdp``).
+        compile: run each part of the model (backbone, heads...; and of its EMA copy) through
+            ``torch.compile``, in place, so checkpoints keep their keys; the glue between parts,
+            the losses' reductions, keypoint decoding and the optimiser stay eager. It fuses
+            element-wise work and cuts kernel launches, where a GPU loses much of its time on a
+            ViT; compiling costs tens of seconds at the first training step and again at the
+            first evaluation. Not with sharded training (``--fsdp``).
     """
 
     epochs: int = attrs.field(default=210, validator=at_least(0))

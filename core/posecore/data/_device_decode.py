@@ -1,8 +1,9 @@
 """JPEG decoding and the top-down crop on the model's device (``data.jpeg_decode: device``).
 
-On a GPU, decoding JPEGs in the data-loader workers is what bounds training (about 1.3 ms per
-COCO image per core, half of a sample's cost). With ``jpeg_decode: device`` the workers only
-read the file, check its header and compute the crop's matrix
+On a GPU, decoding JPEGs in the data-loader workers is what bounds training (about 1.5 ms of a
+COCO training sample's 2 ms on one core here). With ``jpeg_decode: device`` the workers only
+read a baseline JPEG file, check its header and compute the crop's matrix (progressive and other
+JPEGs they decode as before: nvJPEG would decode those one at a time, Huffman stage on the host)
 (:class:`~posecore.data._transforms.TopdownAffine` leaves ``jpeg`` and ``jpeg_warp`` in the
 sample and a zero image in its place); here, after the batch moves to the device, every such
 image of the batch (and of its few-shot support samples) is decoded in one call of torchvision's
@@ -12,10 +13,10 @@ come from it, and warped into its crop by one batched bilinear resampling.
 The crop is OpenCV's ``warpAffine`` (bilinear, zero border) computed in float and rounded:
 pixels differ from the CPU path's by at most one level (OpenCV rounds sampling positions to
 1/32 pixel). libjpeg-turbo decodes the same pixels as the CPU path's simplejpeg; nvJPEG's IDCT
-may differ by a level or two. torchvision's decoders (nvJPEG, and libjpeg-turbo without the
+may differ by a few levels. torchvision's decoders (nvJPEG, and libjpeg-turbo without the
 loader's strict mode) decode some damaged compressed data that the loader refuses, and trust the
-frame header's size; a truncated file is still an error naming it. Check a new dataset once with
-the default ``jpeg_decode: loader``.
+frame header's size; a truncated file is an error naming it (checked with libjpeg-turbo; nvJPEG
+not yet verified). Check a new dataset once with the default ``jpeg_decode: loader``.
 """
 
 from __future__ import annotations

@@ -39,10 +39,11 @@ _ORIENTATION_TAG = 0x0112
 #: JPEG markers that stand alone, without a length: TEM, RST0-7, SOI.
 _STANDALONE_MARKERS = {0x01, *range(0xD0, 0xD9)}
 _START_OF_SCAN, _APP1 = 0xDA, 0xE1
-#: Start-of-frame markers (SOF0-SOF15 less DHT, JPG and DAC); nvJPEG decodes the Huffman-coded
-#: baseline, extended and progressive ones.
+#: Start-of-frame markers (SOF0-SOF15 less DHT, JPG and DAC). Only baseline files (SOF0) go to
+#: the device: torchvision's batched nvJPEG decode takes those; any other it decodes one at a
+#: time with the Huffman stage on the host, in the training process, slower than the workers.
 _FRAME_MARKERS = {*range(0xC0, 0xC4), *range(0xC5, 0xC8), *range(0xC9, 0xCC), *range(0xCD, 0xD0)}
-_DEVICE_FRAME_MARKERS = {0xC0, 0xC1, 0xC2}
+_DEVICE_FRAME_MARKERS = {0xC0}
 
 
 def decode_image(data: bytes, *, source: str = "<bytes>", image_id: object = None,
@@ -90,7 +91,7 @@ def exif_orientation(jpeg: bytes) -> int:
     return 1
 
 
-@attrs.frozen
+@attrs.frozen(eq=False)
 class EncodedJpeg:
     """A JPEG file's bytes, checked from its header only, to be decoded where the model runs
     (``data.jpeg_decode: device``, :mod:`posecore.data._device_decode`).
@@ -108,9 +109,9 @@ class EncodedJpeg:
 
 def read_encoded_jpeg(path: str | Path, *, image_id: object = None,
                       expected_size: tuple[float, float] | None = None) -> np.ndarray | EncodedJpeg:
-    """The file as an :class:`EncodedJpeg` when it is a JPEG that nvJPEG decodes (baseline,
-    extended or progressive Huffman, 8-bit, grey or three-channel); anything else decoded here as
-    :func:`read_image` does. The upright size is checked against ``expected_size`` from the
+    """The file as an :class:`EncodedJpeg` when it is a JPEG that nvJPEG decodes in a batch
+    (baseline, 8-bit, grey or three-channel); anything else (progressive JPEGs included) decoded
+    here as :func:`read_image` does. The upright size is checked against ``expected_size`` from the
     header, so a wrongly sized file fails in the data loader as on the CPU path."""
     data = _read_bytes(path, image_id)
     header = _frame_header(data) if data[:2] == _JPEG_MAGIC else None
@@ -142,8 +143,8 @@ def _header_segments(jpeg: bytes) -> Iterator[tuple[int, bytes]]:
 
 
 def _frame_header(jpeg: bytes) -> tuple[int, int] | None:
-    """The stored (width, height) of a JPEG that nvJPEG decodes to RGB; ``None`` for any other
-    (arithmetic or lossless coding, 12-bit samples, CMYK, a damaged header)."""
+    """The stored (width, height) of a JPEG that nvJPEG decodes to RGB in a batch; ``None`` for
+    any other (progressive, arithmetic or lossless coding, 12-bit samples, CMYK, a damaged header)."""
     try:
         for marker, segment in _header_segments(jpeg):
             if marker in _FRAME_MARKERS:

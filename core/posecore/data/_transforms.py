@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from posecore.config._experiment import JPEG_DECODE_PLACES
+from posecore.config._experiment import JPEG_DECODE_PLACES, JpegDecode
 from posecore.data._geometry import (
     apply_affine,
     compose_affine,
@@ -227,7 +227,7 @@ class TopdownAffine:
     """
 
     def __init__(self, input_size: tuple[int, int] = (192, 256), use_udp: bool = False,
-                 jpeg_decode: str = "loader") -> None:
+                 jpeg_decode: JpegDecode = "loader") -> None:
         import cv2
 
         if jpeg_decode not in JPEG_DECODE_PLACES:

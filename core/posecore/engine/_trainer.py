@@ -54,7 +54,7 @@ class TrainingDiverged(PosecoreError):
 #: often to evaluate, save and log, and how the data is loaded. Any other change needs a new run.
 RESUMABLE_KEYS = frozenset({
     "train.epochs", "train.optimizer.lr", "train.grad_clip", "train.val_interval", "train.checkpoint_interval",
-    "train.log_interval", "data.num_workers", "data.eval_batch_size",
+    "train.log_interval", "data.num_workers", "data.eval_batch_size", "train.compile", "data.jpeg_decode",
 })
 
 #: What a run directory holds (see :class:`Trainer`): its presence means the folder holds a run.
@@ -234,7 +234,9 @@ class Trainer:
         if self.ema is not None:
             self.ema.module.to(self.accelerator.device)
         if config.train.compile:
-            self.model.compile()  # in place: the state dict keeps its keys
+            compile_parts(self.model)
+            if self.ema is not None:
+                compile_parts(self.ema.module)  # what evaluation runs
         if self.sharded:
             import copy
 
@@ -690,6 +692,18 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     for key, value in tree.items():
         flat.update(_flatten(value, f"{prefix}{key}."))
     return flat
+
+
+def compile_parts(model: nn.Module) -> None:
+    """Put each part of ``model`` (its direct submodules: backbone, heads, necks...; the members
+    of a ModuleList or ModuleDict one by one) through ``torch.compile``, in place, so checkpoints
+    keep their keys. The parts, not the model: a model's ``loss`` and ``predict`` reach its parts
+    but need not call the model itself (PoseBH's, PGVL's and Pose Anything's do not)."""
+    for part in model.children():
+        if isinstance(part, (nn.ModuleList, nn.ModuleDict)):
+            compile_parts(part)
+        else:
+            part.compile()
 
 
 def _check_shardable(config: ExperimentConfig, num_processes: int) -> None:

@@ -27,8 +27,8 @@ __all__ = ["loss_history", "model_and_batch"]
 def model_and_batch(config: ExperimentConfig, samples: int | Sequence[int], *,
                     seed: int = 0) -> tuple[PoseModel, Batch]:
     """``config``'s model (built after ``torch.manual_seed(seed)``, in train mode) and a batch of
-    its training samples (``samples``: their indices in the concatenated training sets, or how
-    many from the start), each through its dataset's train pipeline with the experiment's codec,
+    its training samples (``samples``: their indices in the concatenated training sets, negative
+    ones counting from the end, or how many from the start, at most all), each through its dataset's train pipeline with the experiment's codec,
     collated and made ready on the CPU (JPEGs ``data.jpeg_decode: device`` leaves encoded are
     decoded): what the trainer would feed it, without the data loader."""
     registries = get_host().registries
@@ -40,11 +40,12 @@ def model_and_batch(config: ExperimentConfig, samples: int | Sequence[int], *,
     return model, move_to_device(collate_samples([dataset[index] for index in indices]), torch.device("cpu"))
 
 
-def loss_history(model: torch.nn.Module, batches: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+def loss_history(model: PoseModel, batches: Mapping[str, Any] | Sequence[Mapping[str, Any]],
                  optimizer: torch.optim.Optimizer, steps: int, *,
                  num_threads: int | None = None) -> list[dict[str, float]]:
-    """Train ``model`` in place for ``steps`` optimiser steps on ``batches`` (one batch, or a list
-    taken in turn), each step on the sum of ``model.loss``'s terms; returns every step's terms.
+    """Train ``model`` in place (in train mode) for ``steps`` optimiser steps on ``batches`` (one
+    batch, or a list taken in turn), each step on the sum of ``model.loss``'s terms; returns every
+    step's terms.
 
     A non-finite loss stops with the step and the terms. ``num_threads`` runs on that many torch
     threads (restored after): a tiny model is often fastest on one, and immune to a busy machine.
@@ -62,7 +63,8 @@ def loss_history(model: torch.nn.Module, batches: Mapping[str, Any] | Sequence[M
             sum(losses.values()).backward()
             optimizer.step()
             terms = {name: float(value.detach()) for name, value in losses.items()}
-            assert all(math.isfinite(value) for value in terms.values()), f"step {step}: non-finite loss {terms}"
+            if not all(math.isfinite(value) for value in terms.values()):
+                raise AssertionError(f"step {step}: non-finite loss {terms}")
             history.append(terms)
     finally:
         torch.set_num_threads(threads)

@@ -19,6 +19,7 @@ K: the model pads them to the widest one, which gives exactly what padding to th
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
@@ -44,9 +45,10 @@ from posecore_poseanything.transformer import (
 __all__ = ["Episodes", "HeadOutput", "PoseAnything", "PoseAnythingHead", "convert_original", "detect_variant"]
 
 
-@attrs.frozen
+@dataclasses.dataclass(frozen=True)
 class HeadOutput:
-    """What the head computes for a batch of episodes.
+    """What the head computes for a batch of episodes. (A dataclass, not attrs: ``torch.compile``
+    traces a dataclass's construction inside the compiled head, and breaks on attrs' frozen one.)
 
     Attributes:
         similarity: (B, K, H, W) query-support similarity (the heatmap loss reads its sigmoid).
