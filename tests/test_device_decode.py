@@ -24,6 +24,7 @@ from posecore.data import PipelineDataset, build_pipeline, collate_samples, read
 from posecore.data._device_decode import warp_crops
 from posecore.data._geometry import compose_affine, horizontal_flip_matrix, standard_warp_matrix, udp_warp_matrix
 from posecore.engine import Trainer
+from posecore.engine._builder import build_codec, experiment_pipeline
 from posecore.engine._evaluation import move_to_device
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -159,6 +160,19 @@ def test_a_run_decoding_on_the_device_trains_as_one_decoding_in_the_loader(synth
         losses[place] = [record["loss"] for record in records if record.get("kind") == "train"]
     assert len(losses["loader"]) >= 3
     np.testing.assert_allclose(losses["device"], losses["loader"], rtol=1e-3)
+
+
+def test_a_transform_that_may_read_the_image_after_the_crop_is_refused(tiny_config) -> None:
+    """It would see the zero image the loader leaves; the standard pipelines pass."""
+    pipeline = ["get_bbox_center_scale", "topdown_affine", "random_flip", "generate_target", "pack_sample"]
+    config = apply_overrides(tiny_config(), ["data.jpeg_decode=device", f"data.train_pipeline=[{', '.join(pipeline)}]"])
+    registries = get_host().registries
+    with pytest.raises(ConfigError, match=r"transform 'random_flip' comes after 'topdown_affine' and may read the "
+                                          r"image .* set data\.jpeg_decode=loader"):
+        experiment_pipeline(config, registries, build_codec(config, registries), train=True)
+    for train in (True, False):  # the standard pipelines
+        experiment_pipeline(apply_overrides(tiny_config(), ["data.jpeg_decode=device"]), registries,
+                            build_codec(config, registries), train=train)
 
 
 def test_a_bad_jpeg_decode_setting_is_refused_with_the_choices(tiny_config) -> None:

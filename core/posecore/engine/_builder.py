@@ -66,9 +66,31 @@ def experiment_pipeline(config: ExperimentConfig, registries: Registries, codec:
                 "[48, 64], sigma: 2.0}"
             )
         specs = standard_topdown_pipeline(train=train)
+    if config.data.jpeg_decode == "device":
+        _check_image_blind_after_affine(specs)
     context = engine_context("transforms", codec=codec, input_size=tuple(config.data.input_size), use_udp=_use_udp(codec),
                              jpeg_decode=config.data.jpeg_decode)
     return build_pipeline(specs, registries, **context)
+
+
+#: Transforms that may follow ``topdown_affine`` when it leaves JPEGs to the device: they never
+#: read the image's pixels (targets from keypoints; the zero image packed as a tensor).
+_IMAGE_BLIND = ("generate_target", "pack_sample")
+
+
+def _check_image_blind_after_affine(specs: Sequence[ComponentSpec | dict[str, Any] | str]) -> None:
+    """With ``data.jpeg_decode: device`` the image is zeros until the batch reaches the device: a
+    transform after ``topdown_affine`` that may read it would work on zeros, silently."""
+    types = [ComponentSpec.parse(spec).type for spec in specs]
+    if "topdown_affine" not in types:
+        return
+    for name in types[types.index("topdown_affine") + 1:]:
+        if name not in _IMAGE_BLIND:
+            raise ConfigError(
+                f"data.jpeg_decode=device leaves JPEG crops undecoded until the batch is on the device, but transform "
+                f"{name!r} comes after 'topdown_affine' and may read the image (only {', '.join(_IMAGE_BLIND)} may "
+                "follow it then); set data.jpeg_decode=loader, or move the transform before 'topdown_affine'"
+            )
 
 
 class _Pipelines:
