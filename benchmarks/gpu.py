@@ -152,13 +152,9 @@ def jpeg_inference_row(preset: str, batch_size: int, device: torch.device, secon
     """Inference from JPEG files: the batch's files decoded and cropped on the device
     (``data.jpeg_decode: device``), then the network and the keypoint decode. The COCO sample's
     12 people in 4 pictures are cycled, up to 3 crops of a picture to a file (COCO has 2-3
-    labelled people per picture; see :func:`distinct_files`), so every such file is decoded."""
-    import warnings
-
+    labelled people per picture; see :func:`coco_sample_batch`), so every such file is decoded."""
     from posecore._plugins import get_host
     from posecore.config import apply_overrides
-    from posecore.data import PipelineDataset, collate_samples
-    from posecore.data._coco import coco
     from posecore.engine._builder import build_codec, experiment_pipeline
     from posecore.engine._evaluation import move_to_device
 
@@ -166,12 +162,8 @@ def jpeg_inference_row(preset: str, batch_size: int, device: torch.device, secon
     model = prepare_for_inference(model)
     config = apply_overrides(posecore.get_preset(preset), ["data.jpeg_decode=device"])
     registries = get_host().registries
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the sample has 2 unlabelled people; the reader says so
-        dataset = coco(str(COCO_SAMPLE / "test_coco.json"))
-    samples = PipelineDataset(dataset, experiment_pipeline(config, registries, build_codec(config, registries), False))
-    batch = collate_samples([samples[index % len(samples)] for index in range(batch_size)])
-    distinct_files(batch, crops_per_file=3)
+    batch = coco_sample_batch(experiment_pipeline(config, registries, build_codec(config, registries), False),
+                              batch_size, crops_per_file=3)
 
     def step() -> Any:
         with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16):
@@ -180,21 +172,32 @@ def jpeg_inference_row(preset: str, batch_size: int, device: torch.device, secon
     return measured(f"inference {preset} from JPEG files", batch_size, 2 * macs, step, device, seconds)
 
 
-def distinct_files(batch: dict[str, Any], crops_per_file: int) -> None:
-    """Make the crops of a batch come from files of their own, ``crops_per_file`` crops of one
-    picture to a file (fewer where a picture holds fewer people), though the COCO sample has four
-    pictures: the same picture with a JPEG comment of its own, under a path of its own (the engine
-    decodes each path once per batch)."""
+def coco_sample_batch(pipeline: Any, batch_size: int, crops_per_file: int) -> dict[str, Any]:
+    """A collated batch of ``batch_size`` crops of the COCO sample through ``pipeline`` (one that
+    leaves JPEGs to the device), its 12 people cycled, whose crops come from files of their own,
+    ``crops_per_file`` crops of one picture to a file (fewer where a picture holds fewer people),
+    though the sample has four pictures: the same picture with a JPEG comment of its own, under a
+    path of its own (the engine decodes each path once per batch)."""
+    import warnings
+
+    from posecore.data import PipelineDataset, collate_samples
+    from posecore.data._coco import coco
+
     def with_comment(jpeg: bytes, number: int) -> bytes:
         text = f"copy {number}".encode()
         return jpeg[:2] + b"\xff\xfe" + struct.pack(">H", len(text) + 2) + text + jpeg[2:]  # COM after SOI
 
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the sample has 2 unlabelled people; the reader says so
+        samples = PipelineDataset(coco(str(COCO_SAMPLE / "test_coco.json")), pipeline)
+    batch = collate_samples([samples[index % len(samples)] for index in range(batch_size)])
     seen: dict[str, int] = {}  # crops of each picture so far
     for index, path in enumerate(list(batch["image_path"])):
         copy = seen.get(path, 0) // crops_per_file
         seen[path] = seen.get(path, 0) + 1
         batch["jpeg"][index] = with_comment(batch["jpeg"][index], copy)
         batch["image_path"][index] = f"{path}#{copy}"
+    return batch
 
 
 def training_row(preset: str, batch_size: int, device: torch.device, seconds: float,
@@ -237,24 +240,17 @@ def pipeline_rate(seconds: float, jpeg_decode: str) -> float:
 def device_decode_rate(batch_size: int, device: torch.device, seconds: float) -> float:
     """Images/s at which ``device`` decodes and crops a training batch of the COCO sample's JPEGs
     (``data.jpeg_decode: device``: what the engine does when the batch arrives)."""
-    import warnings
-
     from posecore._plugins import get_host
-    from posecore.data import PipelineDataset, build_pipeline, collate_samples, standard_topdown_pipeline
-    from posecore.data._coco import coco
+    from posecore.data import build_pipeline, standard_topdown_pipeline
     from posecore.engine._evaluation import move_to_device
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the sample has 2 unlabelled people; the reader says so
-        dataset = coco(str(COCO_SAMPLE / "test_coco.json"))
     registries = get_host().registries
     codec = registries.codecs.build({"type": "udp_heatmap", "input_size": (192, 256), "heatmap_size": (48, 64),
                                      "sigma": 2.0})
     pipeline = build_pipeline(standard_topdown_pipeline(train=True), registries, codec=codec, input_size=(192, 256),
                               use_udp=True, jpeg_decode="device")
-    samples = PipelineDataset(dataset, pipeline)
-    batch = collate_samples([samples[index % len(samples)] for index in range(batch_size)])
-    distinct_files(batch, crops_per_file=1)  # a shuffled training batch rarely holds two people of one picture
+    # a shuffled training batch rarely holds two people of one picture
+    batch = coco_sample_batch(pipeline, batch_size, crops_per_file=1)
     return batch_size / timed(lambda: move_to_device(dict(batch), device), device, seconds)
 
 
