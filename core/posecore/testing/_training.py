@@ -28,9 +28,10 @@ def model_and_batch(config: ExperimentConfig, samples: int | Sequence[int], *,
                     seed: int = 0) -> tuple[PoseModel, Batch]:
     """``config``'s model (built after ``torch.manual_seed(seed)``, in train mode) and a batch of
     its training samples (``samples``: their indices in the concatenated training sets, negative
-    ones counting from the end, or how many from the start, at most all), each through its dataset's train pipeline with the experiment's codec,
-    collated and made ready on the CPU (JPEGs ``data.jpeg_decode: device`` leaves encoded are
-    decoded): what the trainer would feed it, without the data loader."""
+    ones counting from the end, or how many from the start, at most all), each through its
+    dataset's train pipeline with the experiment's codec, collated and made ready on the CPU
+    (JPEGs ``data.jpeg_decode: device`` leaves encoded are decoded): what the trainer would feed
+    it, without the data loader."""
     registries = get_host().registries
     codec = build_codec(config, registries)
     torch.manual_seed(seed)
