@@ -18,8 +18,10 @@ on the AMD EPYC and Intel Xeon measured. With torch 2.14 on the Xeon, sgemm reac
 through AMX is the way past it there.
 
 The issue's target: at least 1.1x transformers' img/s at batch 1 and at batch 32 (the CPU issue's:
-1.5x at batch 32 on AMD as on Intel). On a CPU with native bf16 (AVX512_BF16 or AMX) posecore's
-bf16 autocast (``--precision bf16``) runs beside it, with the rounding it costs against fp32.
+1.5x at batch 32 on AMD as on Intel). On a CPU with bf16 instructions (AVX512_BF16 or AMX)
+posecore's bf16 autocast (``--precision bf16``) runs beside it, with the rounding it costs against
+fp32; it is faster than fp32 only with AMX (``ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16`` measures an
+AMX CPU as one without, such as AMD's Zen 4).
 
 Both run in one process, under the allocator setting the ``posecore`` command makes
 (``posecore._malloc``; ``--default-allocator`` leaves glibc's as it is), so the ratio compares the
@@ -42,12 +44,12 @@ import torch
 from transformers import VitPoseBackboneConfig, VitPoseConfig, VitPoseForPoseEstimation, VitPoseImageProcessor
 
 import posecore
-from posecore._inference import cpu_has_bf16, inference_autocast, prepare_for_inference
+from posecore._inference import inference_autocast, prepare_for_inference
 from posecore._plugins import get_host
 from posecore.codecs import heatmap_argmax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import add_allocator_option, apply_allocator_option, cpu_description  # noqa: E402  (benchmarks/ is not a package)
+from machine import add_allocator_option, apply_allocator_option, cpu_description, cpu_has_bf16_instructions  # noqa: E402  (benchmarks/ is not a package)
 
 
 def transformers_vitpose_b() -> VitPoseForPoseEstimation:
@@ -89,7 +91,7 @@ def inference_steps(ours: torch.nn.Module, theirs: VitPoseForPoseEstimation, pro
             return outputs
 
     steps = {"posecore": posecore_step, "transformers": transformers_step}
-    if cpu_has_bf16():
+    if cpu_has_bf16_instructions():
         steps["posecore bf16"] = posecore_bf16_step
     return steps
 
@@ -126,7 +128,7 @@ def main() -> int:
     print(f"CPU: {cpu_description()}; torch {torch.__version__}, {args.threads} threads; transformers attention: "
           f"{theirs.backbone.config._attn_implementation} (backbone)\nCPU allocator (both): {allocator}")
     print(f"{'batch':>5} {'posecore img/s':>15} {'transformers img/s':>19} {'ratio':>6} {'max |heatmap diff|':>19}"
-          + (f" {'bf16 img/s':>11} {'ratio':>6} {'bf16 cost: heatmaps, keypoints':>31}" if cpu_has_bf16() else ""))
+          + (f" {'bf16 img/s':>11} {'ratio':>6} {'bf16 cost: heatmaps, keypoints':>31}" if cpu_has_bf16_instructions() else ""))
     for batch_size in args.batch_sizes:
         steps = inference_steps(ours, theirs, processor, batch_size)
         outputs = {name: step() for name, step in steps.items()}
@@ -144,7 +146,7 @@ def main() -> int:
             cost = f"{relative:.1%} of max, {(moved > 0).float().mean().item():.0%} peaks moved"
             row += f" {rates['posecore bf16']:11.2f} {rates['posecore bf16'] / theirs_rate:6.2f} {cost:>31}"
         print(row)
-    if cpu_has_bf16():
+    if cpu_has_bf16_instructions():
         print("bf16 cost: the largest heatmap difference from fp32 over the largest fp32 value, and the share of "
               "heatmap maxima that moved to another pixel (random weights and inputs, whose nearly flat heatmaps make "
               "this an upper bound on what rounding moves; with trained weights compare `posecore eval --precision bf16`)")

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import posecore
-from posecore._inference import cpu_has_bf16, inference_autocast
+from posecore._inference import cpu_has_amx, inference_autocast
 from posecore.engine._trainer import _resolved_precision
 
 COCO = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco"
@@ -50,9 +50,39 @@ def test_precisions_are_checked_before_anything_runs() -> None:
     assert result.returncode != 0 and "fp16 needs a CUDA device" in result.stderr, result.stderr
 
 
-def test_auto_mixed_precision_is_bf16_only_where_it_is_native() -> None:
-    expected = "bf16" if (torch.cuda.is_bf16_supported() if torch.cuda.is_available() else cpu_has_bf16()) else "no"
+def test_auto_mixed_precision_is_bf16_only_where_amx_makes_it_pay() -> None:
+    expected = "bf16" if (torch.cuda.is_bf16_supported() if torch.cuda.is_available() else cpu_has_amx()) else "no"
     assert _resolved_precision("auto") == expected
     assert [_resolved_precision(s) for s in ("no", "bf16")] == ["no", "bf16"]
     flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    assert cpu_has_bf16() == any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+    assert cpu_has_amx() == ("amx_bf16" in flags.split())
+
+
+@pytest.fixture
+def onednn_cap(monkeypatch: pytest.MonkeyPatch):
+    """Set oneDNN's ISA cap for :func:`cpu_has_amx` (read once per process, so its cache is
+    cleared before and after)."""
+    def cap(value: str) -> None:
+        monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", value)
+        cpu_has_amx.cache_clear()
+
+    yield cap
+    monkeypatch.undo()
+    cpu_has_amx.cache_clear()
+
+
+@pytest.mark.parametrize(("cap", "allows_amx"), [("AVX512_CORE_BF16", False), ("avx2", False), ("AVX512_CORE_AMX", True),
+                                                 ("all", True)])
+def test_onednn_held_below_amx_counts_as_no_amx(onednn_cap, cap: str, allows_amx: bool) -> None:
+    """AMD Zen 4 and Intel Cooper Lake have AVX512_BF16 but no AMX; oneDNN held to their
+    instructions is how ``benchmarks/`` measured bf16 slower than fp32 there, and how a user keeps
+    a Sapphire Rapids from AMX: both then train ``auto`` in fp32 and are warned off bf16 inference."""
+    onednn_cap(cap)
+    flags = Path("/proc/cpuinfo").read_text().split() if Path("/proc/cpuinfo").exists() else []
+    assert cpu_has_amx() == (allows_amx and "amx_bf16" in flags)
+    if not cpu_has_amx():
+        with pytest.warns(UserWarning, match="no AMX"):
+            inference_autocast("cpu", "bf16")
+        if not torch.cuda.is_available():
+            assert _resolved_precision("auto") == "no"

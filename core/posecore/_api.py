@@ -201,8 +201,8 @@ class Pose:
         detector_classes: the classes to detect; default: those of the model's keypoint set
             (``person`` for human sets, COCO's animals for AP-10K, APT-36K and AnimalPose).
         box_score_threshold: detections scoring at or below this are dropped.
-        precision: ``"fp32"``, ``"bf16"`` (autocast; on CPUs with AVX512_BF16 or AMX, and GPUs) or
-            ``"fp16"`` (CUDA only).
+        precision: ``"fp32"``, ``"bf16"`` (autocast; faster than fp32 on GPUs and on CPUs with AMX,
+            slower on other CPUs) or ``"fp16"`` (CUDA only).
     """
 
     def __init__(self, checkpoint: str | Path | None = None, *, preset: str | None = None, plugin: str | None = None,

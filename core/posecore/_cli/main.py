@@ -85,7 +85,7 @@ def _add_command_arguments(name: str, parser: argparse.ArgumentParser) -> None:
             group.add_argument("--split", choices=("val", "test"), default="val", help="which datasets of the config")
             group.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
             group.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
-                               help="bf16: autocast, on CPUs with AVX512_BF16 or AMX and on GPUs; fp16: CUDA only")
+                               help="bf16: autocast, faster on GPUs and on CPUs with AMX; fp16: CUDA only")
             group.add_argument("--results", metavar="FILE",
                                help="also write the predictions as a COCO keypoint results file, rescored and OKS-NMSed "
                                     "as coco_ap ranks them (what the COCO test-dev server takes); several datasets "

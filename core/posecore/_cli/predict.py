@@ -60,7 +60,7 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     parser.add_argument("--keypoint-thr", type=float, default=0.3, help="draw keypoints scoring above this")
     parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
-                        help="bf16: autocast, on CPUs with AVX512_BF16 or AMX and on GPUs; fp16: CUDA only")
+                        help="bf16: autocast, faster on GPUs and on CPUs with AMX; fp16: CUDA only")
 
 
 def resolve_predictor(args: argparse.Namespace) -> Predictor:

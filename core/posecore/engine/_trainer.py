@@ -739,11 +739,11 @@ def _remove_stale_temporaries(output_dir: Path) -> None:
 
 
 def _resolved_precision(setting: str) -> str:
-    """``train.mixed_precision: auto``: bf16 autocast where the device computes bf16 natively (a
-    CUDA GPU that supports it; a CPU with AVX512_BF16 or AMX), else fp32 ("no")."""
-    from posecore._inference import cpu_has_bf16
+    """``train.mixed_precision: auto``: bf16 autocast where it pays (a CUDA GPU that supports it;
+    a CPU with AMX, :func:`~posecore._inference.cpu_has_amx`), else fp32 ("no")."""
+    from posecore._inference import cpu_has_amx
 
     if setting != "auto":
         return setting
-    native = torch.cuda.is_bf16_supported() if torch.cuda.is_available() else cpu_has_bf16()
+    native = torch.cuda.is_bf16_supported() if torch.cuda.is_available() else cpu_has_amx()
     return "bf16" if native else "no"
