@@ -12,11 +12,13 @@ from posecore._lazy import lazy_exports
 from posecore.models._base import Batch, ImageNormalizer, PoseModel, PoseResult, batch_flip_indices, predict_heatmaps
 
 if TYPE_CHECKING:
+    from posecore.models._attention import attention
     from posecore.models._heads import HeatmapDeconvHead, HeatmapSimpleHead
     from posecore.models._topdown import TopdownHeatmapModel
     from posecore.models._vit import VIT_ARCHS, ViT
 
 _EXPORTS = {
+    "attention": "posecore.models._attention",
     "HeatmapDeconvHead": "posecore.models._heads",
     "HeatmapSimpleHead": "posecore.models._heads",
     "TopdownHeatmapModel": "posecore.models._topdown",
@@ -34,6 +36,7 @@ __all__ = [
     "PoseResult",
     "TopdownHeatmapModel",
     "ViT",
+    "attention",
     "batch_flip_indices",
     "predict_heatmaps",
 ]

@@ -3,9 +3,10 @@
 Xu et al., NeurIPS 2022, "ViTPose: Simple Vision Transformer Baselines for Human Pose Estimation";
 ViTPose++ (TPAMI 2023). Original code: https://github.com/ViTAE-Transformer/ViTPose.
 
-The blocks are timm's pre-norm ``Block`` (fused scaled-dot-product attention, drop-path), whose
-linear layers run through oneDNN in CPU inference (:class:`InferenceLinear`). What
-ViTPose does differently from an image-classification ViT, and this module reproduces:
+The blocks are timm's pre-norm ``Block`` (scaled-dot-product attention, fused or written out,
+whichever :mod:`posecore.models._attention` finds faster; drop-path), whose linear layers run
+through oneDNN in CPU inference (:class:`InferenceLinear`). What ViTPose does differently from an
+image-classification ViT, and this module reproduces:
 
 * the patch embedding pads by 2, so a 256x192 crop still gives a 16x12 token grid (the padding is
   swallowed by the floor division);
@@ -44,6 +45,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from posecore._errors import ConfigError
+from posecore.models._attention import ViTAttention
 
 __all__ = ["VIT_ARCHS", "InferenceLinear", "PatchEmbed", "ViT", "ViTBlock"]
 
@@ -106,8 +108,10 @@ class ViTBlock(Block):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         self.routed_mlp = "dataset_index" in inspect.signature(self.mlp.forward).parameters
-        # ViTPose attention has no mask: always the fused kernel (timm's env switch could turn it off).
-        self.attn.fused_attn = True
+        # Fused or written-out attention is chosen call by call (posecore.models._attention), not by
+        # timm's switch fixed at build time; the re-class keeps timm's parameters and names.
+        vars(self.attn).pop("fused_attn", None)
+        self.attn.__class__ = ViTAttention
         for module in self.modules():
             if type(module) is nn.Linear:
                 # Re-class in place: timm built them; parameters, names and hooks stay as they are.

@@ -33,6 +33,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from posecore.models import attention
+
 __all__ = ["HEAD_CHANNELS", "HEVIT_ARCHS", "CGSRAttention", "HEViT", "HEViTBlock", "LayerNorm2d", "OverlapPatchEmbed"]
 
 #: The presets' configurations (``posecore_hevitpose.search`` found them; README, "Configurations").
@@ -141,15 +143,7 @@ class _GroupAttention(nn.Module):
         q = q.reshape(batch, self.heads, self.key_dim, -1).transpose(-1, -2)
         k = k.reshape(batch, self.heads, self.key_dim, -1).transpose(-1, -2)
         v = v.reshape(batch, self.heads, self.value_dim, -1).transpose(-1, -2)
-        # SDPA's fused CPU kernel needs one width for queries, keys and values; with unequal widths
-        # it takes its reference path, 3-4x slower than the written-out attention. So the narrower
-        # side is zero-padded (zeros add nothing to the dot products nor to the weighted sum, and
-        # the scale stays the key width's) and the padding is cut from the result: 1.6x faster than
-        # the written-out attention on stage 1's 4096 queries, where the softmax was a fifth of it.
-        dim = max(self.key_dim, self.value_dim)
-        q, k = (F.pad(t, (0, dim - self.key_dim)) for t in (q, k))
-        v = F.pad(v, (0, dim - self.value_dim))
-        attended = F.scaled_dot_product_attention(q, k, v, scale=self.scale)[..., : self.value_dim]
+        attended = attention(q, k, v, scale=self.scale)  # values narrower or wider than keys
         attended = attended.transpose(-1, -2).reshape(batch, -1, height, width)
         return self.out_norm(self.out(attended))
 

@@ -30,10 +30,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from posecore import ConfigError
+from posecore.models import attention
 
 __all__ = ["CrossAttention", "GuidedModule", "ParseGraphFusion", "ParseNode", "ScrambledSelfAttention"]
 
@@ -61,7 +61,7 @@ class ScrambledSelfAttention(nn.Module):
         heads = self.num_heads
         qkv = self.qkv(tokens).reshape(batch, count, 3, heads, width // heads).permute(2, 0, 3, 1, 4)
         query, key, value = qkv.reshape(3, batch, heads * count, width // heads).unbind(0)
-        attended = F.scaled_dot_product_attention(query, key, value, scale=self.scale)
+        attended = attention(query, key, value, scale=self.scale)
         return self.proj(attended.reshape(batch, count, width))
 
 
@@ -89,8 +89,8 @@ class CrossAttention(nn.Module):
         def split(x: torch.Tensor) -> torch.Tensor:
             return x.reshape(batch, x.shape[1], heads, width // heads).transpose(1, 2)
 
-        attended = F.scaled_dot_product_attention(split(self.q_proj(query)), split(self.k_proj(key)),
-                                                  split(self.v_proj(value)), scale=self.scale)
+        attended = attention(split(self.q_proj(query)), split(self.k_proj(key)), split(self.v_proj(value)),
+                             scale=self.scale)
         return self.proj_drop(self.proj(attended.transpose(1, 2).reshape(batch, count, width)))
 
 

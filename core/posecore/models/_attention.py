@@ -1,0 +1,71 @@
+"""Softmax attention through the faster of PyTorch's two ways for each call.
+
+PyTorch's fused ``scaled_dot_product_attention`` is the faster way on GPUs, in fp32 and in every
+forward-only pass. It loses in one case: bf16 training on the CPU, where its backward (which
+converts and recomputes block by block) is 1.5-2x slower than writing the attention out as two
+matrix products, which AMX runs, with the softmax between them. On the Xeon of ``benchmarks/``
+(AMX), writing it out took the default presets' bf16 training steps from 185 to 137 ms (core
+ViT), 177 to 143 (PoseBH), 291 to 214 (VLPose), 484 to 306 (PGVL) and 206 to 163 ms (HEViTPose):
+bf16 became faster than fp32 for all of them. Forward-only, the fused kernel stays faster
+(ViTPose-B's attention 12.4 against 26.0 ms at batch 32), so inference keeps it.
+
+:func:`attention` makes that choice per call, from the tensors; models built on timm's
+``Attention`` get it through :class:`ViTAttention`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from timm.models.vision_transformer import Attention
+
+__all__ = ["ViTAttention", "attention", "writes_out_attention"]
+
+
+def writes_out_attention(device: torch.device, dtype: torch.dtype, needs_grad: bool) -> bool:
+    """Whether attention on ``device`` in ``dtype`` runs written out rather than fused: bf16 on
+    the CPU with autograd recording (``needs_grad``), where the fused backward is the slower."""
+    return device.type == "cpu" and dtype == torch.bfloat16 and needs_grad and torch.is_grad_enabled()
+
+
+def attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, *, scale: float | None = None,
+              dropout_p: float = 0.0) -> torch.Tensor:
+    """``softmax(query @ key^T * scale) @ value`` over the last two dimensions, as
+    ``F.scaled_dot_product_attention`` computes it (no mask; ``scale`` defaults to the key width's
+    inverse square root; ``dropout_p`` drops attention weights, so pass 0 outside training).
+
+    ``value`` may be wider or narrower than the queries and keys: the fused CPU kernel needs one
+    width, and without it falls back to a reference path 3-4x slower than the written-out one, so
+    the narrower side is zero-padded and the padding cut from the result (zeros add nothing to the
+    dot products or to the weighted sum; the scale stays the key width's).
+    """
+    key_width, value_width = query.shape[-1], value.shape[-1]
+    scale = key_width**-0.5 if scale is None else scale
+    needs_grad = query.requires_grad or key.requires_grad or value.requires_grad
+    if writes_out_attention(query.device, query.dtype, needs_grad):
+        weights = ((query * scale) @ key.transpose(-2, -1)).softmax(-1)
+        return (F.dropout(weights, dropout_p) if dropout_p else weights) @ value
+    if key_width == value_width:
+        return F.scaled_dot_product_attention(query, key, value, dropout_p=dropout_p, scale=scale)
+    width = max(key_width, value_width)
+    query, key = (F.pad(t, (0, width - key_width)) for t in (query, key))
+    value = F.pad(value, (0, width - value_width))
+    return F.scaled_dot_product_attention(query, key, value, dropout_p=dropout_p, scale=scale)[..., :value_width]
+
+
+class ViTAttention(Attention):
+    """timm's ``Attention`` whose choice between its fused and its written-out path follows
+    :func:`writes_out_attention` call by call, instead of being fixed when it is built (timm's
+    ``fused_attn`` attribute becomes this property; timm's forward runs unchanged).
+
+    Modules are made by timm and re-classed in place (``module.__class__ = ViTAttention``), so
+    parameter names and checkpoints are timm's.
+    """
+
+    @property  # type: ignore[override]
+    def fused_attn(self) -> bool:
+        weight = self.qkv.weight
+        if weight.device.type != "cpu":
+            return True
+        dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else weight.dtype
+        return not writes_out_attention(weight.device, dtype, weight.requires_grad)
