@@ -50,26 +50,29 @@ def test_precisions_are_checked_before_anything_runs() -> None:
     assert result.returncode != 0 and "fp16 needs a CUDA device" in result.stderr, result.stderr
 
 
-def test_auto_mixed_precision_is_bf16_only_where_amx_makes_it_pay() -> None:
-    expected = "bf16" if (torch.cuda.is_bf16_supported() if torch.cuda.is_available() else cpu_has_amx()) else "no"
-    assert _resolved_precision("auto") == expected
-    assert [_resolved_precision(s) for s in ("no", "bf16")] == ["no", "bf16"]
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    assert cpu_has_amx() == ("amx_bf16" in flags.split())
-
-
 @pytest.fixture
 def onednn_cap(monkeypatch: pytest.MonkeyPatch):
-    """Set oneDNN's ISA cap for :func:`cpu_has_amx` (read once per process, so its cache is
-    cleared before and after)."""
-    def cap(value: str) -> None:
+    """Set oneDNN's ISA cap (``None``: none) for :func:`cpu_has_amx`, which reads it once per
+    process, so its cache is cleared before and after."""
+    def cap(value: str | None) -> None:
         monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
-        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", value)
+        monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+        if value is not None:
+            monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", value)
         cpu_has_amx.cache_clear()
 
     yield cap
     monkeypatch.undo()
     cpu_has_amx.cache_clear()
+
+
+def test_auto_mixed_precision_is_bf16_only_where_amx_makes_it_pay(onednn_cap) -> None:
+    onednn_cap(None)
+    expected = "bf16" if (torch.cuda.is_bf16_supported() if torch.cuda.is_available() else cpu_has_amx()) else "no"
+    assert _resolved_precision("auto") == expected
+    assert [_resolved_precision(s) for s in ("no", "bf16")] == ["no", "bf16"]
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    assert cpu_has_amx() == ("amx_bf16" in flags.split())
 
 
 @pytest.mark.parametrize(("cap", "allows_amx"), [("AVX512_CORE_BF16", False), ("avx2", False), ("AVX512_CORE_AMX", True),

@@ -4,10 +4,12 @@ PyTorch's fused ``scaled_dot_product_attention`` is the faster way on GPUs, in f
 forward-only pass. It loses in one case: bf16 training on the CPU, where its backward (which
 converts and recomputes block by block) is 1.5-2x slower than writing the attention out as two
 matrix products, which AMX runs, with the softmax between them. On the Xeon of ``benchmarks/``
-(AMX), writing it out took the default presets' bf16 training steps from 185 to 137 ms (core
-ViT), 177 to 143 (PoseBH), 291 to 214 (VLPose), 484 to 306 (PGVL) and 206 to 163 ms (HEViTPose):
-bf16 became faster than fp32 for all of them. Forward-only, the fused kernel stays faster
-(ViTPose-B's attention 12.4 against 26.0 ms at batch 32), so inference keeps it.
+(AMX), writing it out took the default presets' bf16 training steps from 185 to 140 ms (core
+ViT; 247 in fp32), 177 to 148 (PoseBH; 206), 291 to 216 (VLPose; 337), 484 to 305 (PGVL; 375)
+and 206 to 158 ms (HEViTPose; 180): bf16 became faster than fp32 for all of them. Forward-only,
+the fused kernel stays faster (ViTPose-B's attention 12.4 against 26.0 ms at batch 32), so
+inference keeps it. The written-out form keeps the (batch, heads, queries, keys) weights for the
+backward, as attention did before fused kernels: memory grows with queries times keys.
 
 :func:`attention` makes that choice per call, from the tensors; models built on timm's
 ``Attention`` get it through :class:`ViTAttention`.

@@ -141,6 +141,7 @@ def tiny_synthetic() -> ExperimentConfig:
             batch_size=32, eval_batch_size=64, num_workers=1, input_size=input_size,
         ),
         train=TrainConfig(
+            mixed_precision="auto",  # bf16 on a CPU with AMX: 1.15x faster steps (README, the default runs)
             epochs=10,
             optimizer=OptimizerConfig(type="adamw", lr=2e-3, weight_decay=1e-4),
             schedule=ScheduleConfig(type="cosine", warmup_iters=50, min_lr=1e-5),

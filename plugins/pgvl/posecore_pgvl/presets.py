@@ -217,6 +217,7 @@ def tiny_synthetic() -> ExperimentConfig:
                         val=[{"type": "synthetic_people", "split": "val", "num_images": 150}],
                         batch_size=32, eval_batch_size=64, num_workers=1, input_size=input_size),
         train=TrainConfig(
+            mixed_precision="auto",  # bf16 on a CPU with AMX: 1.2x faster steps (README, the default runs)
             epochs=6,
             optimizer=OptimizerConfig(type="adamw", lr=2e-3, weight_decay=1e-4,
                                       param_groups=(ParamGroupRule("text_encoder.*", lr_mult=0.0),

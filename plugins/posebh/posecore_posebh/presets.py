@@ -339,12 +339,12 @@ def tiny_synthetic() -> ExperimentConfig:
                                                       "dataset_index": 0}],
                         sampling_ratios=(0.6, 0.4), batch_size=32, eval_batch_size=64, num_workers=0,
                         input_size=input_size),
-        # Loading in the training process and bf16 where the CPU computes it natively: on 2 cores a
-        # data worker preempts a compute thread, and bf16 speeds this small model's step 1.2x
-        # (README: the embedded default runs).
+        # Loading in the training process and bf16 where the CPU has AMX: on 2 cores a data worker
+        # preempts a compute thread, and bf16 speeds this small model's step 1.4x; the 13th epoch
+        # keeps AP above 0.57 in bf16 (README: the embedded default runs).
         train=TrainConfig(
             mixed_precision="auto",
-            epochs=12,
+            epochs=13,
             optimizer=OptimizerConfig(type="adamw", lr=2e-3, weight_decay=1e-4),
             schedule=ScheduleConfig(type="cosine", warmup_iters=50, min_lr=1e-5),
             stages=(StageConfig(start_epoch=0, options={"freeze_prototypes": False, "cps": False, "css": False}),
