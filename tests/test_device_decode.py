@@ -22,7 +22,13 @@ from posecore.codecs import MSRAHeatmap, UDPHeatmap
 from posecore.config import apply_overrides
 from posecore.data import PipelineDataset, build_pipeline, collate_samples, read_image, standard_topdown_pipeline
 from posecore.data._device_decode import warp_crops
-from posecore.data._geometry import compose_affine, horizontal_flip_matrix, standard_warp_matrix, udp_warp_matrix
+from posecore.data._geometry import (
+    compose_affine,
+    horizontal_flip_matrix,
+    invert_affine,
+    standard_warp_matrix,
+    udp_warp_matrix,
+)
 from posecore.engine import Trainer
 from posecore.engine._builder import build_codec, experiment_pipeline
 from posecore.engine._evaluation import move_to_device
@@ -56,7 +62,7 @@ def test_warp_crops_is_opencvs_bilinear_warp_with_a_zero_border() -> None:
         images.append(torch.from_numpy(picture).permute(2, 0, 1).contiguous())
         matrices.append(matrix)
         expected.append(cv2.warpAffine(picture, matrix, INPUT, flags=cv2.INTER_LINEAR))
-    crops = warp_crops(images, torch.from_numpy(np.stack(matrices)), INPUT)
+    crops = warp_crops(images, torch.from_numpy(np.stack([invert_affine(m) for m in matrices])), INPUT)
     reference = torch.from_numpy(np.stack(expected)).permute(0, 3, 1, 2)
     assert crops.dtype == torch.uint8 and crops.shape == reference.shape == (8, 3, INPUT[1], INPUT[0])
     difference = (crops.int() - reference.int()).abs()
@@ -72,7 +78,8 @@ def test_crops_of_the_people_of_one_picture_are_cut_from_its_one_decoded_copy() 
     matrices = [standard_warp_matrix(np.array(center), np.array([150.0, 200.0]), rotation, INPUT)
                 for _, center, rotation in boxes]
     crops = warp_crops([torch.from_numpy(p).permute(2, 0, 1).contiguous() for p in pictures],
-                       torch.from_numpy(np.stack(matrices)), INPUT, sources=[source for source, _, _ in boxes])
+                       torch.from_numpy(np.stack([invert_affine(m) for m in matrices])), INPUT,
+                       sources=[source for source, _, _ in boxes])
     for crop, (source, _, _), matrix in zip(crops, boxes, matrices, strict=True):
         expected = torch.from_numpy(cv2.warpAffine(pictures[source], matrix, INPUT, flags=cv2.INTER_LINEAR))
         assert (crop.permute(1, 2, 0).int() - expected.int()).abs().max() <= 1

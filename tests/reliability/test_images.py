@@ -119,7 +119,7 @@ def evaluation_images(ann_file: Path, jpeg_decode: str) -> torch.Tensor:
     JPEGs ``jpeg_decode="device"`` deferred decoded when the batch moves to the device."""
     samples = evaluation_samples(ann_file, jpeg_decode)
     batch = move_to_device(collate_samples([samples[i] for i in range(len(samples))]), torch.device("cpu"))
-    assert "jpeg" not in batch and "jpeg_warp" not in batch
+    assert "jpeg" not in batch and "jpeg_crop_to_file" not in batch
     return batch["image"]
 
 

@@ -4,7 +4,7 @@ On a GPU, decoding JPEGs in the data-loader workers is what bounds training (abo
 COCO training sample's 2 ms on one core here). With ``jpeg_decode: device`` the workers only
 read a baseline JPEG file, check its header and compute the crop's matrix (progressive and other
 JPEGs they decode as before: nvJPEG would decode those one at a time, Huffman stage on the host)
-(:class:`~posecore.data._transforms.TopdownAffine` leaves ``jpeg`` and ``jpeg_warp`` in the
+(:class:`~posecore.data._transforms.TopdownAffine` leaves ``jpeg`` and ``jpeg_crop_to_file`` in the
 sample and a zero image in its place); here, after the batch moves to the device, every such
 image of the batch (and of its few-shot support samples) is decoded in one call of torchvision's
 ``decode_jpeg`` (nvJPEG on CUDA, libjpeg-turbo on the CPU), each file once however many crops
@@ -56,8 +56,8 @@ def decode_deferred_jpegs(batch: dict[str, Any], device: torch.device) -> dict[s
     images = _decode(encoded, device, names)
     holder, row = deferred[0][:2]
     height, width = (holder["image"] if row is None else holder["image"][row]).shape[-2:]
-    warps = torch.stack([torch.as_tensor(warp, dtype=torch.float64, device=device) for *_, warp in deferred])
-    crops = warp_crops(images, warps, (width, height), sources=sources)
+    samplings = torch.stack([torch.as_tensor(sampling, device=device) for *_, sampling in deferred])
+    crops = warp_crops(images, samplings, (width, height), sources=sources)
     rows = [row for holder, row, _, _ in deferred if row is not None]
     if rows:  # the batch's own rows come first
         batch["image"][torch.tensor(rows, device=batch["image"].device)] = crops[: len(rows)].to(batch["image"].device)
@@ -66,20 +66,22 @@ def decode_deferred_jpegs(batch: dict[str, Any], device: torch.device) -> dict[s
     return batch
 
 
-def warp_crops(images: Sequence[torch.Tensor], warps: torch.Tensor, size: tuple[int, int],
+def warp_crops(images: Sequence[torch.Tensor], crop_to_image: torch.Tensor, size: tuple[int, int],
                sources: Sequence[int] | None = None) -> torch.Tensor:
-    """Warp images by 2x3 image-to-crop matrices into (3, h, w) crops, ``size = (w, h)``, as
-    ``cv2.warpAffine`` with bilinear sampling and a zero border does. Crop ``i`` is cut from the
-    (3, H, W) uint8 image ``sources[i]`` (default: image ``i``); the images may differ in size.
-    Returns (N, 3, h, w) uint8 on the images' device.
+    """Cut (3, h, w) crops, ``size = (w, h)``, from images by 2x3 crop-to-image matrices (the
+    inverses of the matrices ``cv2.warpAffine`` takes), as ``cv2.warpAffine`` does with bilinear
+    sampling and a zero border. Crop ``i`` is cut from the (3, H, W) uint8 image ``sources[i]``
+    (default: image ``i``); the images may differ in size. Returns (N, 3, h, w) uint8 on the
+    images' device.
 
     All crops are sampled in one gather over the images laid end to end, so a batch costs a
-    handful of kernels whatever its size, instead of a resampling call per image.
+    handful of kernels whatever its size, instead of a resampling call per image. The loader
+    inverts the matrices (in float64, with the crop's other geometry), so the device only samples.
     """
     device = images[0].device
     width, height = size
     source = torch.as_tensor(range(len(images)) if sources is None else sources, device=device)
-    inverse = _invert_affine(torch.as_tensor(warps).to(device=device, dtype=torch.float64)).float()  # crop -> image
+    inverse = torch.as_tensor(crop_to_image).to(device=device, dtype=torch.float32)
     ys, xs = torch.meshgrid(torch.arange(height, device=device, dtype=torch.float32),
                             torch.arange(width, device=device, dtype=torch.float32), indexing="ij")
     source_x = inverse[:, 0, 0, None, None] * xs + inverse[:, 0, 1, None, None] * ys + inverse[:, 0, 2, None, None]
@@ -103,28 +105,18 @@ def warp_crops(images: Sequence[torch.Tensor], warps: torch.Tensor, size: tuple[
     return crops.round_().clamp_(0, 255).to(torch.uint8).transpose(0, 1)
 
 
-def _invert_affine(matrices: torch.Tensor) -> torch.Tensor:
-    """(N, 2, 3) inverses of (N, 2, 3) affine maps, in closed form (no solver call, no device sync)."""
-    a, b, c = matrices[:, 0].unbind(-1)
-    d, e, f = matrices[:, 1].unbind(-1)
-    determinant = a * e - b * d
-    inverse_linear = torch.stack([torch.stack([e, -b], -1), torch.stack([-d, a], -1)], 1) / determinant[:, None, None]
-    offset = -(inverse_linear @ torch.stack([c, f], -1)[..., None])
-    return torch.cat([inverse_linear, offset], -1)
-
-
 def _deferred(batch: dict[str, Any]) -> Iterator[tuple[dict[str, Any], int | None, Any, Any]]:
-    """``(holder, row, jpeg, warp)`` of every deferred image, the deferral keys popped: the
+    """``(holder, row, jpeg, crop_to_file)`` of every deferred image, the deferral keys popped: the
     batch's rows first (``row`` its index), then each support sample's image (``row`` None). An
     empty ``jpeg`` (``b""``) is an image the loader decoded itself (not a JPEG nvJPEG reads)."""
     if "jpeg" in batch:
-        jpegs, warps = batch.pop("jpeg"), batch.pop("jpeg_warp")
+        jpegs, samplings = batch.pop("jpeg"), batch.pop("jpeg_crop_to_file")
         for row, data in enumerate(jpegs):
-            yield batch, row, data, warps[row]
+            yield batch, row, data, samplings[row]
     for supports in batch.get("support") or ():
         for sample in supports:
             if "jpeg" in sample:
-                yield sample, None, sample.pop("jpeg"), sample.pop("jpeg_warp")
+                yield sample, None, sample.pop("jpeg"), sample.pop("jpeg_crop_to_file")
 
 
 def _decode(encoded: list[torch.Tensor], device: torch.device, names: list[str]) -> list[torch.Tensor]:

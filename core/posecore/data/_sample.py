@@ -103,9 +103,9 @@ class Sample(_RequiredSampleKeys, total=False):
     #: the model's device (``image`` is zeros until then); ``b""`` when the loader decoded the
     #: image (``topdown_affine``).
     jpeg: bytes
-    #: (2, 3) float64 affine from the JPEG's stored pixels to input-crop pixels: ``warp`` after
-    #: the EXIF orientation (``topdown_affine``, with ``jpeg``).
-    jpeg_warp: np.ndarray
+    #: (2, 3) float64 affine from input-crop pixels to the JPEG's stored pixels: the inverse of
+    #: ``warp`` after the EXIF orientation (``topdown_affine``, with ``jpeg``).
+    jpeg_crop_to_file: np.ndarray
     #: (K, h, w) float32 training targets of heatmap codecs (``generate_target``).
     heatmaps: np.ndarray
     #: (K, 2) float32 training targets of coordinate codecs, fractions of the input (``generate_target``).
@@ -175,7 +175,7 @@ class Batch(_RequiredBatchKeys, total=False):
     image_keypoints: torch.Tensor  #: (B, K, 2) float32, image pixels
     flipped: list[bool]
     jpeg: list[bytes]  #: consumed by the engine when the batch moves to the device
-    jpeg_warp: torch.Tensor  #: (B, 2, 3) float64
+    jpeg_crop_to_file: torch.Tensor  #: (B, 2, 3) float64
     heatmaps: torch.Tensor  #: (B, K, h, w) float32
     keypoint_labels: torch.Tensor  #: (B, K, 2) float32
     keypoint_weights: torch.Tensor  #: (B, K) float32

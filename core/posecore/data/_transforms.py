@@ -28,6 +28,7 @@ from posecore.data._geometry import (
     compose_affine,
     fix_aspect_ratio,
     horizontal_flip_matrix,
+    invert_affine,
     standard_warp_matrix,
     udp_warp_matrix,
 )
@@ -221,7 +222,8 @@ class TopdownAffine:
     same matrix; the image becomes (H, W, 3) uint8.
 
     ``jpeg_decode="device"`` leaves a JPEG file undecoded: the sample gets a zero image, the
-    file's bytes as ``jpeg`` and the stored pixels' matrix as ``jpeg_warp``, and the engine
+    file's bytes as ``jpeg`` and where each crop pixel lies in the stored pixels as
+    ``jpeg_crop_to_file`` (the crop matrix after the EXIF orientation, inverted), and the engine
     decodes and warps it on the model's device (:mod:`posecore.data._device_decode`). Images
     read otherwise get ``jpeg=b""``, so every sample of a batch has the same keys.
     """
@@ -251,11 +253,12 @@ class TopdownAffine:
             image = read(sample["image_path"], image_id=sample.get("image_id"), expected_size=sample.get("image_size"))
         if isinstance(image, EncodedJpeg):
             sample["image"] = np.zeros((height, width, 3), np.uint8)
-            sample["jpeg"], sample["jpeg_warp"] = image.data, compose_affine(warp, image.to_upright)
+            sample["jpeg"] = image.data
+            sample["jpeg_crop_to_file"] = invert_affine(compose_affine(warp, image.to_upright))
         else:
             sample["image"] = self._cv2.warpAffine(image, warp, (width, height), flags=self._cv2.INTER_LINEAR)
             if self.on_device:
-                sample["jpeg"], sample["jpeg_warp"] = b"", np.zeros((2, 3))
+                sample["jpeg"], sample["jpeg_crop_to_file"] = b"", np.zeros((2, 3))
         sample["image_keypoints"] = sample["keypoints"]
         sample["keypoints"] = apply_affine(sample["keypoints"], box_warp)
         sample["scale"] = scale
