@@ -30,7 +30,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import add_allocator_option, apply_allocator_option, cpu_description  # noqa: E402  (benchmarks/ is not a package)
+from machine import add_allocator_option, apply_allocator_option, cpu_description, cpu_has_bf16_instructions  # noqa: E402  (benchmarks/ is not a package)
 
 import posecore  # noqa: E402
 from posecore._inference import prepare_for_inference  # noqa: E402
@@ -131,7 +131,7 @@ def main() -> int:
     cpu = cpu_description()
     print(f"CPU: {cpu}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"allocator: {allocator}")
-    precisions = [False] + ([True] if "bf16" in cpu else [])
+    precisions = [False] + ([True] if cpu_has_bf16_instructions() else [])
     host = get_host()
     plugins = [name for name, record in sorted(host.records.items()) if record.status == "ok" and not record.builtin]
     defaults = {"core": host.default_preset().name}

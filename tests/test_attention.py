@@ -8,6 +8,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from posecore.models import ViT, attention
+from posecore.models._attention import ViTAttention
 
 FUSED_CPU_KERNELS = ("_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_attention_math")
 
@@ -76,3 +77,24 @@ def test_the_vit_writes_attention_out_when_training_under_cpu_bf16_autocast() ->
     torch.testing.assert_close(written_out, fused, rtol=0.002, atol=0.002)  # the same products, other kernels
     vit.requires_grad_(False)  # frozen: the fused forward again
     assert _ran_fused(lambda: run(True, True))
+
+
+def test_setting_fused_attn_fixes_the_choice_and_none_returns_it_to_the_rule() -> None:
+    """timm's idiom (``attn.fused_attn = False``) still works; a directly built module follows
+    the rule, not timm's environment switch."""
+    torch.manual_seed(0)
+    module = ViTAttention(32, num_heads=2, qkv_bias=True)
+    tokens = torch.randn(2, 12, 32)
+
+    def run() -> torch.Tensor:
+        with torch.autocast("cpu", torch.bfloat16):
+            return module(tokens)
+
+    assert not _ran_fused(run)  # bf16 training: written out
+    module.fused_attn = True
+    assert _ran_fused(run)
+    module.fused_attn = None
+    assert not _ran_fused(run)
+    module.fused_attn = False
+    with torch.no_grad():
+        assert not _ran_fused(run)  # fixed: written out even where the rule would fuse

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import posecore
+import posecore._inference
 from posecore._inference import cpu_has_amx, inference_autocast
 from posecore.engine._trainer import _resolved_precision
 
@@ -72,20 +73,39 @@ def test_auto_mixed_precision_is_bf16_only_where_amx_makes_it_pay(onednn_cap) ->
     assert _resolved_precision("auto") == expected
     assert [_resolved_precision(s) for s in ("no", "bf16")] == ["no", "bf16"]
     flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    assert cpu_has_amx() == ("amx_bf16" in flags.split())
+    assert cpu_has_amx() == ("amx_bf16" in flags.split())  # no cap: the CPU's own flag decides
 
 
 @pytest.mark.parametrize(("cap", "allows_amx"), [("AVX512_CORE_BF16", False), ("avx2", False), ("AVX512_CORE_AMX", True),
-                                                 ("all", True)])
-def test_onednn_held_below_amx_counts_as_no_amx(onednn_cap, cap: str, allows_amx: bool) -> None:
+                                                 ("all", True), ("default", True)])
+def test_onednn_held_below_amx_counts_as_no_amx(onednn_cap, monkeypatch: pytest.MonkeyPatch, cap: str,
+                                                allows_amx: bool) -> None:
     """AMD Zen 4 and Intel Cooper Lake have AVX512_BF16 but no AMX; oneDNN held to their
     instructions is how ``benchmarks/`` measured bf16 slower than fp32 there, and how a user keeps
-    a Sapphire Rapids from AMX: both then train ``auto`` in fp32 and are warned off bf16 inference."""
+    a Sapphire Rapids from AMX: both then train ``auto`` in fp32 and are warned off bf16 inference.
+    The CPU's flags are set to an AMX CPU's so that the cap decides on any machine."""
+    monkeypatch.setattr(posecore._inference, "_cpu_flags", lambda: {"avx512_bf16", "amx_bf16"})
     onednn_cap(cap)
-    flags = Path("/proc/cpuinfo").read_text().split() if Path("/proc/cpuinfo").exists() else []
-    assert cpu_has_amx() == (allows_amx and "amx_bf16" in flags)
-    if not cpu_has_amx():
+    assert cpu_has_amx() == allows_amx
+    if not allows_amx:
         with pytest.warns(UserWarning, match="no AMX"):
             inference_autocast("cpu", "bf16")
         if not torch.cuda.is_available():
             assert _resolved_precision("auto") == "no"
+    elif not torch.cuda.is_available():
+        assert _resolved_precision("auto") == "bf16"
+
+
+def test_the_former_cap_name_counts_and_the_current_one_overrides_it(onednn_cap, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(posecore._inference, "_cpu_flags", lambda: {"amx_bf16"})
+    onednn_cap(None)
+    assert cpu_has_amx()
+    monkeypatch.setenv("DNNL_MAX_CPU_ISA", "AVX512_CORE_BF16")
+    cpu_has_amx.cache_clear()
+    assert not cpu_has_amx()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_AMX")
+    cpu_has_amx.cache_clear()
+    assert cpu_has_amx()
+    monkeypatch.setattr(posecore._inference, "_cpu_flags", lambda: {"avx512_bf16"})  # Zen 4's flags
+    cpu_has_amx.cache_clear()
+    assert not cpu_has_amx()

@@ -42,7 +42,7 @@ def vit_tiny_synthetic() -> ExperimentConfig:
     Data loads in the training process: on two cores a worker process preempts one of torch's
     threads, and the time it saved pays for the ninth epoch (AP 0.679 in 3 min 31 s against 0.660
     in 3 min 26 s for 8 epochs with a worker, on two Xeon cores). bf16 where the CPU has AMX
-    (``mixed_precision: auto``): AP 0.685 in 2 min 10 s there; other CPUs train in fp32."""
+    (``mixed_precision: auto``): AP 0.685 in 2 min 16 s there; other CPUs train in fp32."""
     input_size = (96, 128)
     return ExperimentConfig(
         name="vit-tiny-synthetic",

@@ -9,7 +9,11 @@ ViT; 247 in fp32), 177 to 148 (PoseBH; 206), 291 to 216 (VLPose; 337), 484 to 30
 and 206 to 158 ms (HEViTPose; 180): bf16 became faster than fp32 for all of them. Forward-only,
 the fused kernel stays faster (ViTPose-B's attention 12.4 against 26.0 ms at batch 32), so
 inference keeps it. The written-out form keeps the (batch, heads, queries, keys) weights for the
-backward, as attention did before fused kernels: memory grows with queries times keys.
+backward, as attention did before fused kernels: memory grows with queries times keys. It also
+rounds the scores to bf16 before the softmax, where the fused kernel keeps them in fp32: about
+twice the error against an exact result (0.008 against 0.004 for unit-spread scores). Training
+tolerates it (the other defaults' held-out metrics held or rose; PoseBH's needed a 13th epoch to stay
+above 0.57); a model that does not can train in fp32.
 
 :func:`attention` makes that choice per call, from the tensors; models built on timm's
 ``Attention`` get it through :class:`ViTAttention`.
@@ -57,17 +61,32 @@ def attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, *, sc
 
 class ViTAttention(Attention):
     """timm's ``Attention`` whose choice between its fused and its written-out path follows
-    :func:`writes_out_attention` call by call, instead of being fixed when it is built (timm's
-    ``fused_attn`` attribute becomes this property; timm's forward runs unchanged).
+    :func:`writes_out_attention` call by call, instead of being fixed when it is built: timm's
+    ``fused_attn`` attribute becomes this property, and timm's forward runs unchanged. Setting
+    ``fused_attn`` (timm's idiom) fixes the choice; setting it to ``None`` returns it to the rule.
 
-    Modules are made by timm and re-classed in place (``module.__class__ = ViTAttention``), so
-    parameter names and checkpoints are timm's.
+    The rule reads the block's weights, not its input: a frozen block whose input still needs a
+    gradient (frozen blocks after trainable ones) keeps the fused kernel, correct but slower.
+
+    Built directly it takes timm's arguments; the ViT's blocks re-class the modules timm built
+    (``module.__class__ = ViTAttention``), so parameter names and checkpoints are timm's.
     """
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # timm's sets fused_attn from its environment switch
+        self.fused_attn = None
 
     @property  # type: ignore[override]
     def fused_attn(self) -> bool:
+        chosen = vars(self).get("_fused_attn")
+        if chosen is not None:
+            return chosen
         weight = self.qkv.weight
         if weight.device.type != "cpu":
             return True
         dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else weight.dtype
         return not writes_out_attention(weight.device, dtype, weight.requires_grad)
+
+    @fused_attn.setter
+    def fused_attn(self, value: bool | None) -> None:
+        vars(self)["_fused_attn"] = value
