@@ -12,8 +12,8 @@ inference keeps it. The written-out form keeps the (batch, heads, queries, keys)
 backward, as attention did before fused kernels: memory grows with queries times keys. It also
 rounds the scores to bf16 before the softmax, where the fused kernel keeps them in fp32: about
 twice the error against an exact result (0.008 against 0.004 for unit-spread scores). Training
-tolerates it (the other defaults' held-out metrics held or rose; PoseBH's needed a 13th epoch to stay
-above 0.57); a model that does not can train in fp32.
+tolerates it (the other defaults' held-out metrics held or rose; PoseBH's needed a 13th epoch
+to stay above 0.57); a model that does not can train in fp32.
 
 :func:`attention` makes that choice per call, from the tensors; models built on timm's
 ``Attention`` get it through :class:`ViTAttention`.
