@@ -15,19 +15,12 @@ from pathlib import Path
 CPU_FEATURES = ("avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
 
 
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags from /proc/cpuinfo (empty elsewhere)."""
-    info = Path("/proc/cpuinfo")
-    for line in info.read_text().splitlines() if info.exists() else ():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
-
-
 def cpu_has_bf16_instructions() -> bool:
     """AVX512_BF16 or AMX: bf16 runs natively (faster than fp32 only with AMX, see
     ``posecore._inference.cpu_has_amx``); elsewhere oneDNN emulates it and timing it is moot."""
-    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+    from posecore._inference import _cpu_flags
+
+    return bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
 def cpu_description() -> str:
@@ -35,12 +28,14 @@ def cpu_description() -> str:
     a cap on oneDNN's instructions (``ONEDNN_MAX_CPU_ISA``, to measure as a CPU without them) is named."""
     import platform
 
+    from posecore._inference import _cpu_flags
+
     info = Path("/proc/cpuinfo")
     if not info.exists():
         return platform.processor() or platform.machine()
     model = next((line.split(":", 1)[1].strip() for line in info.read_text().splitlines()
                   if line.startswith("model name")), platform.processor())
-    present = [feature for feature in CPU_FEATURES if feature in cpu_flags()] or ["no AVX-512"]
+    present = [feature for feature in CPU_FEATURES if feature in _cpu_flags()] or ["no AVX-512"]
     cap = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")
     return f"{model} ({os.cpu_count()} cores; {', '.join(present)}){f'; oneDNN held to {cap}' if cap else ''}"
 
